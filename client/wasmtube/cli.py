@@ -1,0 +1,243 @@
+"""The `wasmtube` command: call functions and list modules of a running daemon.
+
+`wasmtube serve` belongs to the daemon package and is attached only when a
+command line asks for it, so the client commands never import the daemon.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from google.protobuf.json_format import MessageToDict
+
+from wasmtube import __version__
+from wasmtube._client import DEFAULT_TARGET, Client, decode_result
+from wasmtube._images import load_image_file
+from wasmtube.errors import WasmtubeError
+from wasmtube.v1 import wasmtube_pb2
+
+__all__ = ["cli", "main"]
+
+# Exit status for failures after the command line was accepted; click itself
+# uses 2 for usage errors.
+EXIT_FAILURE = 1
+
+_SERVER_INSTALL_HINT = "pip install 'wasmtube[server]'"
+
+# The first hex digits of a SHA-256 are enough to tell versions apart by eye.
+_SHA256_SHOWN = 12
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _WasmtubeGroup(click.Group):
+    """Adds `serve` only when it is listed or invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "serve"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "serve":
+            return _serve_command()
+        return super().get_command(ctx, cmd_name)
+
+
+@functools.cache
+def _serve_command() -> click.Command:
+    """The daemon's `serve` command, or a stand-in saying how to install it."""
+    try:
+        from wasmtube_server.cli import serve
+    except ImportError as e:
+        reason = "the daemon is not installed"
+        if e.name not in ("wasmtube_server", "wasmtube_server.cli"):
+            # Installed but broken (a dependency missing, say): show which.
+            reason = f"the daemon cannot be loaded ({e})"
+        return _missing_serve_command(f"{reason}: {_SERVER_INSTALL_HINT}")
+    return serve
+
+
+def _missing_serve_command(message: str) -> click.Command:
+    # Accept any arguments so `wasmtube serve --port 1` says what is missing
+    # instead of complaining about an option this stand-in does not know.
+    @click.command(
+        "serve",
+        help=f"Run the daemon (not available: {_SERVER_INSTALL_HINT}).",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def serve(args: tuple[str, ...]) -> None:
+        _fail(message)
+
+    return serve
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+def _target_option(f: _F) -> _F:
+    return click.option(
+        "--target",
+        metavar="ADDR",
+        envvar="WASMTUBE_TARGET",
+        default=DEFAULT_TARGET,
+        show_default=True,
+        show_envvar=True,
+        help="The daemon's gRPC address.",
+    )(f)
+
+
+def _timeout_option(f: _F) -> _F:
+    return click.option(
+        "--timeout",
+        metavar="SECONDS",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Deadline for the request. Default: none.",
+    )(f)
+
+
+@click.group(
+    "wasmtube",
+    cls=_WasmtubeGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(__version__, "--version", prog_name="wasmtube")
+def cli() -> None:
+    """Call sandboxed WebAssembly functions served by a wasmtube daemon."""
+
+
+@cli.command()
+@click.argument("module")
+@click.argument("function")
+@click.argument("json_text", metavar="[JSON]", required=False)
+@click.option(
+    "--image",
+    "image_path",
+    metavar="PATH",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Send this image file, decoded to RGB8, instead of JSON.",
+)
+@_target_option
+@_timeout_option
+def call(
+    module: str,
+    function: str,
+    json_text: str | None,
+    image_path: Path | None,
+    target: str,
+    timeout: float | None,
+) -> None:
+    """Call FUNCTION of MODULE and print its JSON result on one line.
+
+    JSON is the input document (default: {}). With --image the function gets
+    the image instead, and JSON must be left out.
+    """
+    if image_path is not None and json_text is not None:
+        raise click.UsageError("give either a JSON argument or --image, not both")
+    document = "{}" if json_text is None else json_text
+    if image_path is None:
+        _check_json(document)
+
+    try:
+        with Client(target, timeout=timeout) as client:
+            if image_path is None:
+                # The text goes out as typed; parsing was only to catch typos early.
+                result = decode_result(client.call_raw(module, function, document))
+            else:
+                data, width, height = _read_image(image_path)
+                result = client.call_image(module, function, data, width, height)
+    except WasmtubeError as e:
+        _fail(str(e))
+    click.echo(json.dumps(result, separators=(",", ":")))
+
+
+@cli.command()
+@_target_option
+@_timeout_option
+@click.option("--json", "as_json", is_flag=True, help="Print the modules as a JSON array.")
+def modules(target: str, timeout: float | None, as_json: bool) -> None:
+    """List the daemon's modules and their functions."""
+    try:
+        with Client(target, timeout=timeout) as client:
+            infos = client.list_modules()
+    except WasmtubeError as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(json.dumps([_module_to_dict(m) for m in infos], indent=2))
+    else:
+        for line in _module_table(infos):
+            click.echo(line)
+
+
+def _check_json(text: str) -> None:
+    def reject(constant: str) -> NoReturn:
+        # Python's parser takes NaN and Infinity; JSON (and the daemon) do not.
+        raise ValueError(f"{constant} is not valid JSON")
+
+    try:
+        json.loads(text, parse_constant=reject)
+    except ValueError as e:
+        raise click.BadParameter(f"not valid JSON: {e}", param_hint="'JSON'") from e
+
+
+def _read_image(path: Path) -> tuple[bytes, int, int]:
+    try:
+        return load_image_file(path)
+    except ImportError as e:
+        _fail(str(e))
+    except (OSError, ValueError) as e:
+        # Pillow's "cannot identify image file" is an OSError.
+        _fail(f"cannot read image {str(path)!r}: {e}")
+
+
+def _module_to_dict(info: wasmtube_pb2.ModuleInfo) -> dict[str, Any]:
+    # Proto field names (not camelCase) to match the Python API, and every
+    # field present so consumers need not know proto3's omitted defaults.
+    return MessageToDict(
+        info,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+
+
+def _module_table(infos: Sequence[wasmtube_pb2.ModuleInfo]) -> list[str]:
+    header = ["NAME", "GENERATION", "SHA256", "FUNCTIONS"]
+    rows = [
+        [
+            m.name,
+            str(m.generation),
+            m.sha256[:_SHA256_SHOWN] or "-",
+            ",".join(f.name for f in m.functions) or "-",
+        ]
+        for m in infos
+    ]
+    # The column only appears when there is something to say; it is last
+    # because load errors are long and would push the others out of line.
+    if any(m.last_error for m in infos):
+        header.append("LAST ERROR")
+        for row, m in zip(rows, infos, strict=True):
+            # Load errors (wasmtime's especially) span lines; a table row cannot.
+            row.append(" ".join(m.last_error.split()))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `wasmtube` script; exits with the command's status."""
+    # A fixed prog_name keeps messages the same under `python -m wasmtube.cli`.
+    cli.main(args=list(argv) if argv is not None else None, prog_name="wasmtube")
+
+
+if __name__ == "__main__":
+    main()

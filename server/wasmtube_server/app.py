@@ -1,0 +1,146 @@
+"""The daemon's lifecycle: start everything, serve, stop in order.
+
+`Daemon` is what tests and embedders use (start on port 0, read the bound
+ports, stop); `run()` is what the CLI calls: it adds signal handling and
+blocks until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from types import FrameType
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from wasmtube.v1 import wasmtube_pb2, wasmtube_pb2_grpc
+
+from .calls import Caller
+from .config import Config, split_host_port
+from .loader import DirectoryLoader
+from .metrics import Metrics
+from .registry import ModuleRegistry
+from .sandbox import make_engine
+from .service import WasmtubeService
+from .watcher import ModuleWatcher
+
+__all__ = ["Daemon", "run"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = wasmtube_pb2.DESCRIPTOR.services_by_name["Wasmtube"].full_name
+
+
+class Daemon:
+    def __init__(self, config: Config, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
+        self.modules = ModuleRegistry(make_engine(), self.metrics, config.max_idle_instances)
+        self.loader = DirectoryLoader(config.modules_dir, self.modules)
+        self._watcher = ModuleWatcher(self.loader, config.reload_debounce)
+        self._health = health.HealthServicer()
+        self._grpc: grpc.Server | None = None
+        self._metrics_http: WSGIServer | None = None
+        self.port = 0
+        self.metrics_port = 0
+
+    def start(self) -> None:
+        directory = self.config.modules_dir
+        if not directory.is_dir():
+            raise FileNotFoundError(f"module directory {directory} does not exist")
+        # Watch before the first scan, so a file that lands in between is seen.
+        self._watcher.start()
+        self.loader.sync()
+        self._start_metrics()
+        self._start_grpc()
+        for service in ("", SERVICE_NAME):
+            self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "wasmtube serving %d modules from %s on %s",
+            len(self.modules.names()),
+            directory,
+            self.address,
+        )
+
+    @property
+    def address(self) -> str:
+        host, _ = split_host_port(self.config.listen, option="listen")
+        return f"{host}:{self.port}" if ":" not in host else f"[{host}]:{self.port}"
+
+    def _start_grpc(self) -> None:
+        size = self.config.max_message_size
+        server = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=self.config.max_workers, thread_name_prefix="wasmtube-call"
+            ),
+            options=[
+                ("grpc.max_receive_message_length", size),
+                ("grpc.max_send_message_length", size),
+                # One daemon per port: a second one must fail, not share it.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        wasmtube_pb2_grpc.add_WasmtubeServicer_to_server(
+            WasmtubeService(
+                self.modules, Caller(self.modules, self.config.seed_offset), self.metrics
+            ),
+            server,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(self.config.listen)
+        server.start()
+        self._grpc = server
+
+    def _start_metrics(self) -> None:
+        if self.config.metrics_listen is None:
+            return
+        host, port = split_host_port(self.config.metrics_listen, option="metrics_listen")
+        http_server, _ = start_http_server(port, addr=host, registry=self.metrics.registry)
+        self._metrics_http = http_server
+        self.metrics_port = http_server.server_port
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let running ones finish within `grace`, free everything."""
+        for service in ("", SERVICE_NAME):
+            self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._grpc is not None:
+            self._grpc.stop(self.config.grace if grace is None else grace).wait()
+        self._watcher.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+
+    def __enter__(self) -> Daemon:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run(config: Config) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully."""
+    daemon = Daemon(config)
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop_requested.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        daemon.start()
+        stop_requested.wait()
+    finally:
+        daemon.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,91 @@
+"""Every failure the daemon reports, as one hierarchy that carries its gRPC code.
+
+The servicer turns any `WasmtubeError` into a status with `grpc_code` and the
+error's message, so the code for each kind of failure is decided here and
+nowhere else. Messages are written for the person reading them in a client.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import grpc
+
+__all__ = [
+    "FunctionNotCallable",
+    "FunctionNotFound",
+    "GuestOutputError",
+    "GuestTrap",
+    "InputTooLarge",
+    "InvalidArgument",
+    "ModuleLoadError",
+    "ModuleNotFound",
+    "WasmtubeError",
+]
+
+
+class WasmtubeError(Exception):
+    """Base of every error the daemon reports to a caller."""
+
+    grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ModuleNotFound(WasmtubeError):
+    """No module of that name is loaded."""
+
+    grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class FunctionNotFound(WasmtubeError):
+    """The module exports no function of that name."""
+
+    grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class FunctionNotCallable(WasmtubeError):
+    """The export exists but no calling convention fits its signature."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class InvalidArgument(WasmtubeError):
+    """The request itself is wrong: a bad name, bad JSON, a bad image."""
+
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class InputTooLarge(WasmtubeError):
+    """The input does not fit in the guest's linear memory."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class GuestTrap(WasmtubeError):
+    """The guest trapped (unreachable, out-of-bounds access, ...)."""
+
+    grpc_code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        # A short, stable name of the trap's kind, such as "unreachable".
+        self.reason = reason
+
+
+class GuestOutputError(WasmtubeError):
+    """The guest returned an output that is out of bounds or not UTF-8 JSON."""
+
+    grpc_code = grpc.StatusCode.INTERNAL
+
+
+class ModuleLoadError(WasmtubeError):
+    """A module file could not be loaded; the previous version keeps serving.
+
+    Never sent as a call's status: it is reported in ListModules, the log and
+    the reload metrics.
+    """
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION

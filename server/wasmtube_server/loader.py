@@ -1,0 +1,58 @@
+"""Bring the registry in line with the files in the module directory.
+
+The directory is the truth: whatever events arrived, syncing a name reads its
+file as it is now. The content hash decides whether anything changed, so a
+touched file or a repeated event never reloads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from .names import MODULE_SUFFIX, module_name_of
+from .registry import LoadOutcome, ModuleRegistry
+
+__all__ = ["DirectoryLoader"]
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryLoader:
+    def __init__(self, directory: Path, registry: ModuleRegistry) -> None:
+        self.directory = directory
+        self._registry = registry
+
+    def module_names_on_disk(self) -> set[str]:
+        names = set()
+        for path in self.directory.iterdir():
+            name = module_name_of(path)
+            if name is not None:
+                names.add(name)
+            elif path.suffix == MODULE_SUFFIX and not path.name.startswith("."):
+                log.warning("ignoring %s: its stem is not a valid module name", path)
+        return names
+
+    def sync(self, names: Iterable[str] | None = None) -> dict[str, LoadOutcome | None]:
+        """Sync `names`, or every module on disk or loaded when None.
+
+        Returns what happened to each name: a LoadOutcome, or None if removed
+        or absent.
+        """
+        if names is None:
+            names = self.module_names_on_disk() | self._registry.names()
+        return {name: self._sync_one(name) for name in sorted(names)}
+
+    def _sync_one(self, name: str) -> LoadOutcome | None:
+        path = self.directory / f"{name}{MODULE_SUFFIX}"
+        try:
+            # Follows symlinks, as Kubernetes ConfigMap volumes need.
+            wasm = path.read_bytes()
+        except FileNotFoundError:
+            self._registry.remove(name)
+            return None
+        except OSError as e:
+            log.error("cannot read %s: %s", path, e)
+            return None
+        return self._registry.load(name, wasm, path)

@@ -1,0 +1,172 @@
+"""Which version of each module serves calls, and how a new version replaces it.
+
+A LoadedModule is immutable: a call takes a reference to one and finishes on
+it, whatever reloads happen meanwhile. A reload compiles and instantiates the
+new version first, outside the lock, and only then swaps one dict entry, so
+calls never wait on a compile and never see a half-loaded module. The old
+version is freed when the last call holding it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+
+import wasmtime
+
+from .errors import ModuleLoadError, ModuleNotFound
+from .metrics import Metrics
+from .sandbox import CompiledModule, InstancePool, compile_module
+
+__all__ = ["LoadOutcome", "LoadedModule", "ModuleRegistry", "ModuleStatus"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModule:
+    name: str
+    sha256: str
+    size_bytes: int
+    generation: int
+    loaded_at: datetime
+    compiled: CompiledModule
+    pool: InstancePool
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleStatus:
+    """What ListModules shows for one name: the serving version and the last failure."""
+
+    name: str
+    current: LoadedModule | None
+    last_error: str
+    last_error_at: datetime | None
+
+
+class LoadOutcome(Enum):
+    LOADED = "loaded"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class _Entry:
+    current: LoadedModule | None = None
+    generation: int = 0
+    last_error: str = ""
+    last_error_at: datetime | None = None
+
+
+class ModuleRegistry:
+    def __init__(self, engine: wasmtime.Engine, metrics: Metrics, max_idle_instances: int) -> None:
+        self._engine = engine
+        self._metrics = metrics
+        self._max_idle = max_idle_instances
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> LoadedModule:
+        """The version that serves `name` now; raises ModuleNotFound."""
+        entry = self._entries.get(name)
+        if entry is not None and entry.current is not None:
+            return entry.current
+        if entry is not None and entry.last_error:
+            raise ModuleNotFound(
+                f"module {name!r} is not loaded: its file failed to load: {entry.last_error}"
+            )
+        raise ModuleNotFound(f"module {name!r} is not loaded; see ListModules for the modules")
+
+    def statuses(self) -> list[ModuleStatus]:
+        """Every module that serves or whose newest file failed, by name."""
+        with self._lock:
+            return [
+                ModuleStatus(name, e.current, e.last_error, e.last_error_at)
+                for name, e in sorted(self._entries.items())
+                if e.current is not None or e.last_error
+            ]
+
+    def names(self) -> set[str]:
+        """Every name with a serving version or a failed file."""
+        return {status.name for status in self.statuses()}
+
+    def load(self, name: str, wasm: bytes, source: Path | None = None) -> LoadOutcome:
+        """Make `wasm` the serving version of `name`, unless it is already.
+
+        On failure the previous version keeps serving and the error is kept
+        for ListModules.
+        """
+        sha256 = hashlib.sha256(wasm).hexdigest()
+        entry = self._entries.get(name)
+        if entry is not None and entry.current is not None and entry.current.sha256 == sha256:
+            if entry.last_error:
+                with self._lock:
+                    entry.last_error, entry.last_error_at = "", None
+            return LoadOutcome.UNCHANGED
+        try:
+            compiled = compile_module(self._engine, wasm)
+            pool = InstancePool(compiled, self._engine, self._max_idle)
+            pool.warm_up()
+        except ModuleLoadError as e:
+            self._record_failure(name, f"{source or name}: {e}")
+            return LoadOutcome.FAILED
+
+        with self._lock:
+            entry = self._entries.setdefault(name, _Entry())
+            entry.generation += 1
+            entry.current = LoadedModule(
+                name=name,
+                sha256=sha256,
+                size_bytes=len(wasm),
+                generation=entry.generation,
+                loaded_at=datetime.now(UTC),
+                compiled=compiled,
+                pool=pool,
+            )
+            entry.last_error, entry.last_error_at = "", None
+            self._metrics.module_loaded(name, sha256, entry.generation, self._count_loaded())
+        log.info(
+            "module %s loaded: generation %d, sha256 %s, %d bytes",
+            name,
+            entry.generation,
+            sha256[:12],
+            len(wasm),
+        )
+        return LoadOutcome.LOADED
+
+    def remove(self, name: str) -> bool:
+        """Stop serving `name`; calls already running finish on their version."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None or (entry.current is None and not entry.last_error):
+                return False
+            # The entry stays, so the generation keeps counting if the file
+            # comes back: a (name, generation) pair never means two versions.
+            entry.current, entry.last_error, entry.last_error_at = None, "", None
+            self._metrics.module_removed(name, self._count_loaded())
+        log.info("module %s removed", name)
+        return True
+
+    def _record_failure(self, name: str, error: str) -> None:
+        with self._lock:
+            entry = self._entries.setdefault(name, _Entry())
+            entry.last_error, entry.last_error_at = error, datetime.now(UTC)
+            self._metrics.module_load_failed(name)
+        serving = entry.current
+        if serving is not None:
+            log.error(
+                "module %s failed to load, generation %d keeps serving: %s",
+                name,
+                serving.generation,
+                error,
+            )
+        else:
+            log.error("module %s failed to load: %s", name, error)
+
+    def _count_loaded(self) -> int:
+        return sum(1 for e in self._entries.values() if e.current is not None)
