@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import RunningDaemon, json_module, wat
+from conftest import RunningDaemon, json_module, wait_until, wat
 from wasmtube.v1 import wasmtube_pb2 as pb
 
 # Functions of a module that misbehaves in every way a guest can, on purpose.
@@ -219,3 +219,29 @@ def test_trapped_instance_is_not_reused(bad_daemon: RunningDaemon) -> None:
     for _ in range(3):
         call_error(bad_daemon, json_call("bad", "trap"))
         assert bad_daemon.call("bad", "ok").json == "{}"
+
+
+def test_request_over_the_message_limit_names_the_limit(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path
+) -> None:
+    (modules_dir / "good.wasm").write_bytes(json_module("{}"))
+    daemon = start_daemon(modules_dir, max_message_size=64 * 1024)
+    error = call_error(daemon, json_call("good", "echo", json.dumps("x" * 100_000)))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "65536" in error.details()
+    assert daemon.call("good", "get").json == "{}"
+
+
+def test_load_failure_is_logged_with_the_serving_generation(
+    start_daemon: Callable[..., RunningDaemon],
+    modules_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (modules_dir / "m.wasm").write_bytes(json_module("{}"))
+    daemon = start_daemon(modules_dir)
+    with caplog.at_level("ERROR", logger="wasmtube_server"):
+        (modules_dir / "m.wasm").write_bytes(b"\0asm broken")
+        wait_until(lambda: daemon.modules()["m"].last_error)
+    (record,) = [r for r in caplog.records if "failed to load" in r.getMessage()]
+    assert "module m failed to load, generation 1 keeps serving" in record.getMessage()
+    assert "does not compile" in record.getMessage()

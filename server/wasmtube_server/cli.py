@@ -78,6 +78,14 @@ def _option(*names: str, envvar: str, **kwargs: object) -> Callable[[_F], _F]:
     help="Seconds of quiet after a file event before modules are reloaded.",
 )
 @_option(
+    "--max-message-size",
+    envvar="WASMTUBE_MAX_MESSAGE_SIZE",
+    default=DEFAULTS.max_message_size,
+    show_default=True,
+    type=click.IntRange(min=1024),
+    help="Largest gRPC request or response, in bytes.",
+)
+@_option(
     "--log-level",
     envvar="WASMTUBE_LOG_LEVEL",
     default=DEFAULTS.log_level,
@@ -91,6 +99,7 @@ def serve(
     seed_offset: int,
     max_workers: int,
     reload_debounce: float,
+    max_message_size: int,
     log_level: str,
 ) -> None:
     """Serve the modules in a directory over gRPC, reloading them as files change."""
@@ -109,6 +118,7 @@ def serve(
             seed_offset=seed_offset,
             max_workers=max_workers,
             reload_debounce=reload_debounce,
+            max_message_size=max_message_size,
             log_level=log_level,
         )
     except ValueError as e:
