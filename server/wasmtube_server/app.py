@@ -26,7 +26,7 @@ from .config import Config, split_host_port
 from .loader import DirectoryLoader
 from .metrics import Metrics
 from .registry import ModuleRegistry
-from .sandbox import make_engine
+from .sandbox import Limits, Runtime
 from .service import WasmtubeService
 from .watcher import ModuleWatcher
 
@@ -41,7 +41,15 @@ class Daemon:
     def __init__(self, config: Config, registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
-        self.modules = ModuleRegistry(make_engine(), self.metrics, config.max_idle_instances)
+        self.runtime = Runtime(
+            Limits(
+                call_timeout=config.call_timeout,
+                fuel=config.fuel,
+                max_memory=config.max_memory,
+                wasi=config.wasi,
+            )
+        )
+        self.modules = ModuleRegistry(self.runtime, self.metrics, config)
         self.loader = DirectoryLoader(config.modules_dir, self.modules)
         self._watcher = ModuleWatcher(self.loader, config.reload_debounce)
         self._health = health.HealthServicer()
@@ -54,6 +62,7 @@ class Daemon:
         directory = self.config.modules_dir
         if not directory.is_dir():
             raise FileNotFoundError(f"module directory {directory} does not exist")
+        self.runtime.start()
         # Watch before the first scan, so a file that lands in between is seen.
         self._watcher.start()
         self.loader.sync()
@@ -85,10 +94,16 @@ class Daemon:
                 # One daemon per port: a second one must fail, not share it.
                 ("grpc.so_reuseport", 0),
             ],
+            # Past this many requests in progress, answer RESOURCE_EXHAUSTED at
+            # once instead of queueing without bound in the executor.
+            maximum_concurrent_rpcs=self.config.max_workers,
         )
         wasmtube_pb2_grpc.add_WasmtubeServicer_to_server(
             WasmtubeService(
-                self.modules, Caller(self.modules, self.config.seed_offset), self.metrics
+                self.modules,
+                Caller(self.modules, self.config.seed_offset),
+                self.metrics,
+                self.config.call_timeout,
             ),
             server,
         )
@@ -115,6 +130,7 @@ class Daemon:
         if self._grpc is not None:
             self._grpc.stop(self.config.grace if grace is None else grace).wait()
         self._watcher.stop()
+        self.runtime.stop()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()

@@ -8,14 +8,15 @@ guest run. Every failure is a WasmtubeError raised on the way.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 
-from .errors import FunctionNotCallable, FunctionNotFound, InvalidArgument
+from .errors import CallTimedOut, FunctionNotCallable, FunctionNotFound, InvalidArgument
 from .names import check_function_name, check_module_name
 from .registry import LoadedModule, ModuleRegistry
-from .sandbox import CallingConvention, ExportedFunction, ImageInput, call_seed
+from .sandbox import CallingConvention, ExportedFunction, ImageInput, Payload, call_function
 
 __all__ = ["CallResult", "Caller"]
 
@@ -51,25 +52,34 @@ class Caller:
         if function.convention is None:
             raise FunctionNotCallable(
                 f"function {function.name!r} of module {module.name!r} has signature "
-                f"{function.signature}, which no calling convention accepts: use "
-                f"(i32, i32) -> i32 for JSON or (i32, i32, i32, i32) -> i32 for images"
+                f"{function.signature}: {function.why_not_callable}"
             )
         return function
 
     def call(
-        self, request: pb.CallRequest, module: LoadedModule, function: ExportedFunction
+        self,
+        request: pb.CallRequest,
+        module: LoadedModule,
+        function: ExportedFunction,
+        deadline: float,
     ) -> CallResult:
+        """Run the call; `deadline` is the time.monotonic() by which it must end."""
         convention = function.convention
         assert convention is not None  # function() refuses uncallable functions
         payload = _payload(request, function, convention)
-        with module.pool.acquire() as instance:
-            output = call_seed(instance, function.name, convention, payload, self._seed_offset)
+        with module.limiter.slot(deadline), module.pool.acquire() as instance:
+            seconds = deadline - time.monotonic()
+            if seconds <= 0:
+                raise CallTimedOut(
+                    f"the deadline passed before function {function.name!r} could start"
+                )
+            output = call_function(instance, function, payload, self._seed_offset, seconds)
         return CallResult(output, module)
 
 
 def _payload(
     request: pb.CallRequest, function: ExportedFunction, convention: CallingConvention
-) -> bytes | ImageInput:
+) -> Payload:
     kind = request.WhichOneof("input")
     if kind is None:
         wanted = "image" if convention.takes_image else "json (for example '{}')"

@@ -1,125 +1,176 @@
 """`wasmtube serve`: a thin click layer over `run(Config(...))`.
 
-Only click is imported at module level: `wasmtube call` loads this file to
-build its command group and must stay fast.
+Each option's parameter name is the Config field it sets, and its default is
+that field's default, so Config stays the one place options are defined.
+Only click and config.py are imported at module level: `wasmtube call` loads
+this file to build its command group and must stay fast.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 
-# config.py imports nothing heavy; its defaults are the only defaults.
-from .config import Config
-
-_F = TypeVar("_F", bound=Callable[..., object])
-DEFAULTS = Config()
+from .config import INSTANCE_POLICIES, Config
 
 __all__ = ["serve"]
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+DEFAULTS = Config()
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _option(*names: str, envvar: str, **kwargs: object) -> Callable[[_F], _F]:
-    """A click option that can also be set as the environment variable `envvar`."""
-    return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)  # type: ignore[call-overload]
+class ByteSize(click.ParamType):
+    """A size in bytes, such as `268435456`, `256MiB` or `1GiB`."""
+
+    name = "size"
+    _UNITS: ClassVar[dict[str, int]] = {
+        "": 1,
+        "b": 1,
+        "kib": 1 << 10,
+        "mib": 1 << 20,
+        "gib": 1 << 30,
+    }
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match.group(2).lower() if match else ""
+        if match is None or unit not in self._UNITS:
+            self.fail(f"{value!r} is not a size: use bytes or a number with KiB, MiB or GiB")
+        return int(match.group(1)) * self._UNITS[unit]
+
+
+def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], _F]:
+    """An option that can also be set as the environment variable `envvar`."""
+    field = name.lstrip("-").replace("-", "_")
+    kwargs.setdefault("default", getattr(DEFAULTS, field, None))
+    kwargs.setdefault("show_default", True)
+    return click.option(name, envvar=envvar, show_envvar=True, help=help, **kwargs)
 
 
 @click.command()
 @_option(
     "--modules",
-    "modules_dir",
-    envvar="WASMTUBE_MODULES",
+    "WASMTUBE_MODULES",
+    "Directory of *.wasm modules to serve and watch.",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     show_default="the bundled example modules",
-    help="Directory of *.wasm modules to serve and watch.",
 )
-@_option(
-    "--listen",
-    envvar="WASMTUBE_LISTEN",
-    default=DEFAULTS.listen,
-    show_default=True,
-    help="gRPC address, host:port.",
-)
+@_option("--listen", "WASMTUBE_LISTEN", "gRPC address, host:port.")
 @_option(
     "--metrics-listen",
-    envvar="WASMTUBE_METRICS_LISTEN",
-    default=DEFAULTS.metrics_listen,
-    show_default=True,
-    help="Prometheus /metrics address, host:port; 'off' disables it.",
+    "WASMTUBE_METRICS_LISTEN",
+    "Prometheus /metrics address, host:port; 'off' disables it.",
 )
 @_option(
-    "--seed-offset",
-    envvar="WASMTUBE_SEED_OFFSET",
-    default=DEFAULTS.seed_offset,
-    show_default=True,
+    "--call-timeout",
+    "WASMTUBE_CALL_TIMEOUT",
+    "Longest a call may run, in seconds; a caller's shorter gRPC deadline wins.",
+    type=click.FloatRange(min=0, min_open=True),
+)
+@_option(
+    "--fuel",
+    "WASMTUBE_FUEL",
+    "Fuel (about one unit per wasm instruction) per call; unset: no metering.",
+    type=click.IntRange(min=1),
+    show_default="off",
+)
+@_option(
+    "--max-memory",
+    "WASMTUBE_MAX_MEMORY",
+    "Cap on each instance's linear memory.",
+    type=ByteSize(),
+    show_default="256MiB",
+)
+@_option(
+    "--instance-policy",
+    "WASMTUBE_INSTANCE_POLICY",
+    "fresh: a new instance per call; pooled: warm instances reused.",
+    type=click.Choice(INSTANCE_POLICIES),
+)
+@_option(
+    "--module-policy",
+    "WASMTUBE_MODULE_POLICY",
+    "Instance policy of one module, as NAME=fresh or NAME=pooled; repeatable.",
+    multiple=True,
+    default=(),
+    show_default=False,
+    metavar="NAME=POLICY",
+)
+@_option(
+    "--module-concurrency",
+    "WASMTUBE_MODULE_CONCURRENCY",
+    "Calls of one module that run at once.",
+    type=click.IntRange(min=1),
+    show_default="the number of CPUs, at least 2",
+)
+@_option(
+    "--module-queue",
+    "WASMTUBE_MODULE_QUEUE",
+    "Calls of one module that may wait; one more gets RESOURCE_EXHAUSTED.",
     type=click.IntRange(min=0),
-    help="Linear-memory offset where seed-ABI input is written.",
 )
 @_option(
     "--max-workers",
-    envvar="WASMTUBE_MAX_WORKERS",
-    default=DEFAULTS.max_workers,
-    show_default=True,
+    "WASMTUBE_MAX_WORKERS",
+    "Requests handled at once in all; one more gets RESOURCE_EXHAUSTED.",
     type=click.IntRange(min=1),
-    help="Calls served at once.",
-)
-@_option(
-    "--reload-debounce",
-    envvar="WASMTUBE_RELOAD_DEBOUNCE",
-    default=DEFAULTS.reload_debounce,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds of quiet after a file event before modules are reloaded.",
 )
 @_option(
     "--max-message-size",
-    envvar="WASMTUBE_MAX_MESSAGE_SIZE",
-    default=DEFAULTS.max_message_size,
-    show_default=True,
-    type=click.IntRange(min=1024),
-    help="Largest gRPC request or response, in bytes.",
+    "WASMTUBE_MAX_MESSAGE_SIZE",
+    "Largest gRPC request or response.",
+    type=ByteSize(),
+    show_default="64MiB",
+)
+@_option(
+    "--wasi/--no-wasi",
+    "WASMTUBE_WASI",
+    "Offer WASI preview 1 to modules: no files, no environment, no network.",
+)
+@_option(
+    "--seed-offset",
+    "WASMTUBE_SEED_OFFSET",
+    "Linear-memory offset where seed-ABI input is written.",
+    type=click.IntRange(min=0),
+)
+@_option(
+    "--reload-debounce",
+    "WASMTUBE_RELOAD_DEBOUNCE",
+    "Seconds of quiet after a file event before modules are reloaded.",
+    type=click.FloatRange(min=0),
 )
 @_option(
     "--log-level",
-    envvar="WASMTUBE_LOG_LEVEL",
-    default=DEFAULTS.log_level,
-    show_default=True,
+    "WASMTUBE_LOG_LEVEL",
+    "How much to log.",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
 )
 def serve(
-    modules_dir: Path | None,
-    listen: str,
-    metrics_listen: str,
-    seed_offset: int,
-    max_workers: int,
-    reload_debounce: float,
-    max_message_size: int,
-    log_level: str,
+    modules: Path | None, metrics_listen: str, module_policy: tuple[str, ...], **options: Any
 ) -> None:
     """Serve the modules in a directory over gRPC, reloading them as files change."""
     from .app import run
     from .config import BUNDLED_MODULES_DIR
 
     logging.basicConfig(
-        level=log_level.upper(),
+        level=options["log_level"].upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         config = Config(
-            modules_dir=modules_dir or BUNDLED_MODULES_DIR,
-            listen=listen,
+            modules_dir=modules or BUNDLED_MODULES_DIR,
             metrics_listen=None if metrics_listen == "off" else metrics_listen,
-            seed_offset=seed_offset,
-            max_workers=max_workers,
-            reload_debounce=reload_debounce,
-            max_message_size=max_message_size,
-            log_level=log_level,
+            module_policies=_module_policies(module_policy),
+            **options,
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from e
@@ -128,3 +179,13 @@ def serve(
     except (OSError, RuntimeError) as e:
         # A taken port or a missing directory: say which, without a traceback.
         raise click.ClickException(str(e)) from e
+
+
+def _module_policies(values: tuple[str, ...]) -> dict[str, str]:
+    policies = {}
+    for value in values:
+        name, sep, policy = value.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{value!r} is not NAME=POLICY", param_hint="--module-policy")
+        policies[name] = policy
+    return policies

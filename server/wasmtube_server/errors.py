@@ -12,12 +12,17 @@ from typing import ClassVar
 import grpc
 
 __all__ = [
+    "CallTimedOut",
     "FunctionNotCallable",
     "FunctionNotFound",
+    "GuestFuelExhausted",
+    "GuestOutOfMemory",
     "GuestOutputError",
+    "GuestTimedOut",
     "GuestTrap",
     "InputTooLarge",
     "InvalidArgument",
+    "ModuleBusy",
     "ModuleLoadError",
     "ModuleNotFound",
     "WasmtubeError",
@@ -73,6 +78,36 @@ class GuestTrap(WasmtubeError):
         super().__init__(message)
         # A short, stable name of the trap's kind, such as "unreachable".
         self.reason = reason
+
+
+class GuestTimedOut(GuestTrap):
+    """The guest ran past the call's deadline and was interrupted."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class GuestFuelExhausted(GuestTrap):
+    """The guest used up the fuel a call is given (--fuel)."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class GuestOutOfMemory(GuestTrap):
+    """The guest trapped after its linear memory reached the cap (--max-memory)."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class CallTimedOut(WasmtubeError):
+    """The deadline passed before the guest could start (waiting for an instance)."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ModuleBusy(WasmtubeError):
+    """Every instance of the module is busy and its queue of waiting calls is full."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class GuestOutputError(WasmtubeError):

@@ -60,6 +60,18 @@ class Metrics:
             ["module", "function", "reason"],
             registry=registry,
         )
+        self.calls_running = Gauge(
+            "wasmtube_calls_running",
+            "Calls running in a guest now, by module.",
+            ["module"],
+            registry=registry,
+        )
+        self.calls_waiting = Gauge(
+            "wasmtube_calls_waiting",
+            "Calls waiting for a free instance now, by module.",
+            ["module"],
+            registry=registry,
+        )
         self.reloads = Counter(
             "wasmtube_module_reloads_total",
             "Attempts to load a new module file, by result: success, failure or removed.",

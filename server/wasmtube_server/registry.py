@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-import wasmtime
-
+from .config import Config
 from .errors import ModuleLoadError, ModuleNotFound
+from .limiter import ConcurrencyLimiter
 from .metrics import Metrics
-from .sandbox import CompiledModule, InstancePool, compile_module
+from .sandbox import CompiledModule, InstancePolicy, InstancePool, Runtime, compile_module
 
 __all__ = ["LoadOutcome", "LoadedModule", "ModuleRegistry", "ModuleStatus"]
 
@@ -37,6 +37,9 @@ class LoadedModule:
     loaded_at: datetime
     compiled: CompiledModule
     pool: InstancePool
+    # Shared by every generation of the module, so a reload never doubles
+    # the number of calls that may run at once.
+    limiter: ConcurrencyLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class LoadOutcome(Enum):
 
 @dataclass(slots=True)
 class _Entry:
+    limiter: ConcurrencyLimiter
     current: LoadedModule | None = None
     generation: int = 0
     last_error: str = ""
@@ -64,10 +68,10 @@ class _Entry:
 
 
 class ModuleRegistry:
-    def __init__(self, engine: wasmtime.Engine, metrics: Metrics, max_idle_instances: int) -> None:
-        self._engine = engine
+    def __init__(self, runtime: Runtime, metrics: Metrics, config: Config) -> None:
+        self._runtime = runtime
         self._metrics = metrics
-        self._max_idle = max_idle_instances
+        self._config = config
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
@@ -109,15 +113,20 @@ class ModuleRegistry:
                     entry.last_error, entry.last_error_at = "", None
             return LoadOutcome.UNCHANGED
         try:
-            compiled = compile_module(self._engine, wasm)
-            pool = InstancePool(compiled, self._engine, self._max_idle)
+            compiled = compile_module(self._runtime, wasm)
+            pool = InstancePool(
+                compiled,
+                self._runtime,
+                InstancePolicy(self._config.policy_for(name)),
+                self._config.max_idle_instances,
+            )
             pool.warm_up()
         except ModuleLoadError as e:
             self._record_failure(name, f"{source or name}: {e}")
             return LoadOutcome.FAILED
 
         with self._lock:
-            entry = self._entries.setdefault(name, _Entry())
+            entry = self._entry(name)
             entry.generation += 1
             entry.current = LoadedModule(
                 name=name,
@@ -127,6 +136,7 @@ class ModuleRegistry:
                 loaded_at=datetime.now(UTC),
                 compiled=compiled,
                 pool=pool,
+                limiter=entry.limiter,
             )
             entry.last_error, entry.last_error_at = "", None
             self._metrics.module_loaded(name, sha256, entry.generation, self._count_loaded())
@@ -154,7 +164,7 @@ class ModuleRegistry:
 
     def _record_failure(self, name: str, error: str) -> None:
         with self._lock:
-            entry = self._entries.setdefault(name, _Entry())
+            entry = self._entry(name)
             entry.last_error, entry.last_error_at = error, datetime.now(UTC)
             self._metrics.module_load_failed(name)
         serving = entry.current
@@ -167,6 +177,20 @@ class ModuleRegistry:
             )
         else:
             log.error("module %s failed to load: %s", name, error)
+
+    def _entry(self, name: str) -> _Entry:
+        """The entry of `name`, created on first sight; call with the lock held."""
+        entry = self._entries.get(name)
+        if entry is None:
+            limiter = ConcurrencyLimiter(
+                name,
+                self._config.module_concurrency,
+                self._config.module_queue,
+                self._metrics.calls_running.labels(name),
+                self._metrics.calls_waiting.labels(name),
+            )
+            entry = self._entries[name] = _Entry(limiter)
+        return entry
 
     def _count_loaded(self) -> int:
         return sum(1 for e in self._entries.values() if e.current is not None)

@@ -22,13 +22,17 @@ log = logging.getLogger(__name__)
 
 
 class WasmtubeService(pb_grpc.WasmtubeServicer):
-    def __init__(self, registry: ModuleRegistry, caller: Caller, metrics: Metrics) -> None:
+    def __init__(
+        self, registry: ModuleRegistry, caller: Caller, metrics: Metrics, call_timeout: float
+    ) -> None:
         self._registry = registry
         self._caller = caller
         self._metrics = metrics
+        self._call_timeout = call_timeout
 
     def Call(self, request: pb.CallRequest, context: grpc.ServicerContext) -> pb.CallResponse:
         started = time.perf_counter()
+        deadline = time.monotonic() + self._budget(context)
         # Labels stay "_unknown" until the names are known to exist.
         module_label = function_label = UNKNOWN_LABEL
         code = grpc.StatusCode.OK
@@ -37,7 +41,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             module_label = module.name
             function = self._caller.function(request, module)
             function_label = function.name
-            result = self._caller.call(request, module, function)
+            result = self._caller.call(request, module, function, deadline)
             return pb.CallResponse(
                 json=result.json,
                 module_sha256=result.module.sha256,
@@ -64,6 +68,13 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             self._metrics.call_finished(
                 module_label, function_label, code.name, time.perf_counter() - started
             )
+
+    def _budget(self, context: grpc.ServicerContext) -> float:
+        """Seconds this call may take: the caller's deadline, capped by ours."""
+        remaining = context.time_remaining()
+        if remaining is None:
+            return self._call_timeout
+        return min(remaining, self._call_timeout)
 
     def ListModules(
         self, request: pb.ListModulesRequest, context: grpc.ServicerContext

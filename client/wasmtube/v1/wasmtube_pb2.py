@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1awasmtube/v1/wasmtube.proto\x12\x0bwasmtube.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\"m\n\x0b\x43\x61llRequest\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x0e\n\x04json\x18\x03 \x01(\tH\x00\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x12.wasmtube.v1.ImageH\x00\x42\x07\n\x05input\"G\n\x0c\x43\x61llResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\x12\x15\n\rmodule_sha256\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\"\x14\n\x12ListModulesRequest\"?\n\x13ListModulesResponse\x12(\n\x07modules\x18\x01 \x03(\x0b\x32\x17.wasmtube.v1.ModuleInfo\"k\n\x0c\x46unctionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x12\x63\x61lling_convention\x18\x02 \x01(\x0e\x32\x1e.wasmtube.v1.CallingConvention\x12\x11\n\tsignature\x18\x03 \x01(\t\"\xf6\x01\n\nModuleInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12-\n\tloaded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tfunctions\x18\x05 \x03(\x0b\x32\x19.wasmtube.v1.FunctionInfo\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x08 \x01(\x04*|\n\x11\x43\x61llingConvention\x12\"\n\x1e\x43\x41LLING_CONVENTION_UNSPECIFIED\x10\x00\x12 \n\x1c\x43\x41LLING_CONVENTION_SEED_JSON\x10\x01\x12!\n\x1d\x43\x41LLING_CONVENTION_SEED_IMAGE\x10\x02\x32\x99\x01\n\x08Wasmtube\x12;\n\x04\x43\x61ll\x12\x18.wasmtube.v1.CallRequest\x1a\x19.wasmtube.v1.CallResponse\x12P\n\x0bListModules\x12\x1f.wasmtube.v1.ListModulesRequest\x1a .wasmtube.v1.ListModulesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1awasmtube/v1/wasmtube.proto\x12\x0bwasmtube.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\"m\n\x0b\x43\x61llRequest\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x0e\n\x04json\x18\x03 \x01(\tH\x00\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x12.wasmtube.v1.ImageH\x00\x42\x07\n\x05input\"G\n\x0c\x43\x61llResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\x12\x15\n\rmodule_sha256\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\"\x14\n\x12ListModulesRequest\"?\n\x13ListModulesResponse\x12(\n\x07modules\x18\x01 \x03(\x0b\x32\x17.wasmtube.v1.ModuleInfo\"k\n\x0c\x46unctionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x12\x63\x61lling_convention\x18\x02 \x01(\x0e\x32\x1e.wasmtube.v1.CallingConvention\x12\x11\n\tsignature\x18\x03 \x01(\t\"\xf6\x01\n\nModuleInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12-\n\tloaded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tfunctions\x18\x05 \x03(\x0b\x32\x19.wasmtube.v1.FunctionInfo\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x08 \x01(\x04*\xc3\x01\n\x11\x43\x61llingConvention\x12\"\n\x1e\x43\x41LLING_CONVENTION_UNSPECIFIED\x10\x00\x12 \n\x1c\x43\x41LLING_CONVENTION_SEED_JSON\x10\x01\x12!\n\x1d\x43\x41LLING_CONVENTION_SEED_IMAGE\x10\x02\x12!\n\x1d\x43\x41LLING_CONVENTION_ALLOC_JSON\x10\x03\x12\"\n\x1e\x43\x41LLING_CONVENTION_ALLOC_IMAGE\x10\x04\x32\x99\x01\n\x08Wasmtube\x12;\n\x04\x43\x61ll\x12\x18.wasmtube.v1.CallRequest\x1a\x19.wasmtube.v1.CallResponse\x12P\n\x0bListModules\x12\x1f.wasmtube.v1.ListModulesRequest\x1a .wasmtube.v1.ListModulesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wasmtube.v1.wasmtube_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CALLINGCONVENTION']._serialized_start=759
-  _globals['_CALLINGCONVENTION']._serialized_end=883
+  _globals['_CALLINGCONVENTION']._serialized_start=760
+  _globals['_CALLINGCONVENTION']._serialized_end=955
   _globals['_IMAGE']._serialized_start=76
   _globals['_IMAGE']._serialized_end=128
   _globals['_CALLREQUEST']._serialized_start=130
@@ -48,6 +48,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FUNCTIONINFO']._serialized_end=508
   _globals['_MODULEINFO']._serialized_start=511
   _globals['_MODULEINFO']._serialized_end=757
-  _globals['_WASMTUBE']._serialized_start=886
-  _globals['_WASMTUBE']._serialized_end=1039
+  _globals['_WASMTUBE']._serialized_start=958
+  _globals['_WASMTUBE']._serialized_end=1111
 # @@protoc_insertion_point(module_scope)

@@ -15,9 +15,13 @@ class CallingConvention(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALLING_CONVENTION_UNSPECIFIED: _ClassVar[CallingConvention]
     CALLING_CONVENTION_SEED_JSON: _ClassVar[CallingConvention]
     CALLING_CONVENTION_SEED_IMAGE: _ClassVar[CallingConvention]
+    CALLING_CONVENTION_ALLOC_JSON: _ClassVar[CallingConvention]
+    CALLING_CONVENTION_ALLOC_IMAGE: _ClassVar[CallingConvention]
 CALLING_CONVENTION_UNSPECIFIED: CallingConvention
 CALLING_CONVENTION_SEED_JSON: CallingConvention
 CALLING_CONVENTION_SEED_IMAGE: CallingConvention
+CALLING_CONVENTION_ALLOC_JSON: CallingConvention
+CALLING_CONVENTION_ALLOC_IMAGE: CallingConvention
 
 class Image(_message.Message):
     __slots__ = ("data", "width", "height")

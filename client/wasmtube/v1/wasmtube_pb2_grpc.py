@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class WasmtubeStub:
-    """Missing associated documentation comment in .proto file."""
+    """Calls functions of sandboxed WebAssembly modules that the daemon loads from
+    its module directory.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -47,7 +49,9 @@ class WasmtubeStub:
 
 
 class WasmtubeServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Calls functions of sandboxed WebAssembly modules that the daemon loads from
+    its module directory.
+    """
 
     def Call(self, request, context):
         """Calls one exported function of one module with JSON or an RGB8 image.
@@ -85,7 +89,9 @@ def add_WasmtubeServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Wasmtube:
-    """Missing associated documentation comment in .proto file."""
+    """Calls functions of sandboxed WebAssembly modules that the daemon loads from
+    its module directory.
+    """
 
     @staticmethod
     def Call(request,

@@ -1,10 +1,11 @@
-"""Everything that touches wasmtime: the engine, modules, instances, ABIs."""
+"""Everything that touches wasmtime: the runtime, modules, instances, ABIs."""
 
 from .abi import CallingConvention
 from .compiled import CompiledModule, ExportedFunction, compile_module
-from .engine import make_engine
-from .instance import GuestInstance, InstancePool
-from .seed_abi import ImageInput, call_seed
+from .dispatch import call_function
+from .guest_call import ImageInput, Payload
+from .instance import GuestInstance, InstancePolicy, InstancePool
+from .runtime import Limits, Runtime
 
 __all__ = [
     "CallingConvention",
@@ -12,8 +13,11 @@ __all__ = [
     "ExportedFunction",
     "GuestInstance",
     "ImageInput",
+    "InstancePolicy",
     "InstancePool",
-    "call_seed",
+    "Limits",
+    "Payload",
+    "Runtime",
+    "call_function",
     "compile_module",
-    "make_engine",
 ]

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import wasmtime
 
 from ..errors import ModuleLoadError
-from .abi import CallingConvention, classify, describe_signature
+from .abi import ALLOC_EXPORT, FREE_EXPORT, CallingConvention, classify, describe_signature
+from .runtime import Runtime
 
-__all__ = ["CompiledModule", "ExportedFunction", "compile_module"]
+__all__ = ["CompiledModule", "ExportedFunction", "compile_module", "first_line"]
 
 WASM_MAGIC = b"\0asm"
 MEMORY_EXPORT = "memory"
@@ -19,8 +20,21 @@ MEMORY_EXPORT = "memory"
 class ExportedFunction:
     name: str
     signature: str
-    # None when no calling convention fits the signature: listed, not callable.
+    # None when no calling convention fits the signature: not callable.
     convention: CallingConvention | None
+
+    @property
+    def why_not_callable(self) -> str:
+        if self.signature.endswith("-> i64") and self.signature.count("i32") in (2, 4):
+            return (
+                f"it returns i64 (the alloc ABI), but the module exports no "
+                f"{ALLOC_EXPORT}(i32) -> i32 to receive its input"
+            )
+        return (
+            "no calling convention accepts that: use (i32, i32) -> i32 or "
+            "(i32, i32, i32, i32) -> i32 (seed ABI), or (i32, i32) -> i64 or "
+            "(i32, i32, i32, i32) -> i64 with wasmtube_alloc (alloc ABI)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +43,16 @@ class CompiledModule:
     # InstancePre does the import resolution once; each call only instantiates.
     instance_pre: wasmtime.InstancePre
     functions: dict[str, ExportedFunction]
+    # (i32 parameter count, result type "" | "i32" | "i64") of every export
+    # the host calls: callable functions and the alloc ABI's helpers.
+    call_shapes: dict[str, tuple[int, str]]
 
     @property
     def callable_functions(self) -> list[ExportedFunction]:
         return [f for f in self.functions.values() if f.convention is not None]
 
 
-def compile_module(engine: wasmtime.Engine, wasm: bytes) -> CompiledModule:
+def compile_module(runtime: Runtime, wasm: bytes) -> CompiledModule:
     """Compile `wasm` and check that wasmtube can call it.
 
     Raises ModuleLoadError with a message a module author can act on.
@@ -48,14 +65,17 @@ def compile_module(engine: wasmtime.Engine, wasm: bytes) -> CompiledModule:
             f"({len(wasm)} bytes; a truncated or half-written file?)"
         )
     try:
-        module = wasmtime.Module(engine, wasm)
+        module = wasmtime.Module(runtime.engine, wasm)
     except wasmtime.WasmtimeError as e:
-        raise ModuleLoadError(f"does not compile: {_first_line(e)}") from e
+        raise ModuleLoadError(f"does not compile: {first_line(e)}") from e
 
-    if module.imports:
-        names = ", ".join(f"{i.module}.{i.name}" for i in module.imports)
+    missing = [i for i in module.imports if not runtime.provides(i.module)]
+    if missing:
+        names = ", ".join(f"{i.module}.{i.name}" for i in missing)
+        offer = "nothing" if not runtime.limits.wasi else "only WASI preview 1"
         raise ModuleLoadError(
-            f"imports {names}, which wasmtube does not provide; a module may import nothing"
+            f"imports {names}, which wasmtube does not provide; a module may import {offer}"
+            + ("" if runtime.limits.wasi else " (start the daemon with --wasi to offer WASI)")
         )
 
     exports = {e.name: e.type for e in module.exports}
@@ -63,18 +83,53 @@ def compile_module(engine: wasmtime.Engine, wasm: bytes) -> CompiledModule:
         raise ModuleLoadError(
             f"exports no linear memory named {MEMORY_EXPORT!r}; the host passes input through it"
         )
+    has_allocator = _has_allocator(exports)
     functions = {
-        name: ExportedFunction(name, describe_signature(ty), classify(ty))
+        name: ExportedFunction(name, describe_signature(ty), classify(ty, has_allocator))
         for name, ty in exports.items()
-        if isinstance(ty, wasmtime.FuncType)
+        if isinstance(ty, wasmtime.FuncType) and name not in (ALLOC_EXPORT, FREE_EXPORT)
+    }
+    call_shapes = {
+        name: _call_shape(signature)
+        for name, signature in _host_called(exports, functions, has_allocator).items()
     }
     try:
-        instance_pre = wasmtime.Linker(engine).instantiate_pre(module)
+        instance_pre = runtime.linker.instantiate_pre(module)
     except wasmtime.WasmtimeError as e:
-        raise ModuleLoadError(f"cannot be instantiated: {_first_line(e)}") from e
-    return CompiledModule(module, instance_pre, functions)
+        raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}") from e
+    return CompiledModule(module, instance_pre, functions, call_shapes)
 
 
-def _first_line(error: Exception) -> str:
+_FREE_SIGNATURE = "(i32, i32) -> ()"
+
+
+def _host_called(
+    exports: dict[str, object], functions: dict[str, ExportedFunction], has_allocator: bool
+) -> dict[str, str]:
+    """Signatures of the exports the host calls, by name."""
+    called = {f.name: f.signature for f in functions.values() if f.convention is not None}
+    if has_allocator:
+        called[ALLOC_EXPORT] = "(i32) -> i32"
+        free = exports.get(FREE_EXPORT)
+        # A free with another type is ignored rather than called wrongly.
+        if isinstance(free, wasmtime.FuncType) and describe_signature(free) == _FREE_SIGNATURE:
+            called[FREE_EXPORT] = _FREE_SIGNATURE
+    return called
+
+
+def _call_shape(signature: str) -> tuple[int, str]:
+    params, _, result = signature.partition(" -> ")
+    return params.count("i32"), "" if result == "()" else result
+
+
+def _has_allocator(exports: dict[str, object]) -> bool:
+    """Whether the module exports the alloc ABI's allocator with the right type."""
+    alloc = exports.get(ALLOC_EXPORT)
+    if not isinstance(alloc, wasmtime.FuncType):
+        return False
+    return describe_signature(alloc) == "(i32) -> i32"
+
+
+def first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

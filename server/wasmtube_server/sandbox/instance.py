@@ -8,6 +8,7 @@ Store with the exports taken from it, and only one call holds it at a time.
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,62 +16,92 @@ from contextlib import contextmanager
 import wasmtime
 
 from ..errors import ModuleLoadError
-from .compiled import MEMORY_EXPORT, CompiledModule
+from .compiled import MEMORY_EXPORT, CompiledModule, first_line
+from .native import I32Call, export_by_name
+from .runtime import Runtime
+from .traps import trap_cause
 
-__all__ = ["GuestInstance", "InstancePool"]
+__all__ = ["GuestInstance", "InstancePolicy", "InstancePool"]
+
+
+class InstancePolicy(enum.Enum):
+    # A new instance for every call: no call ever sees another call's memory.
+    FRESH = "fresh"
+    # Warm instances reused, one call at a time each: faster, shares memory
+    # state between consecutive callers.
+    POOLED = "pooled"
 
 
 class GuestInstance:
     """One instance with its own Store; never shared between threads."""
 
-    __slots__ = ("_funcs", "_instance", "memory", "store")
+    __slots__ = ("_calls", "_compiled", "_instance", "memory", "runtime", "store")
 
-    def __init__(self, compiled: CompiledModule, engine: wasmtime.Engine) -> None:
-        self.store = wasmtime.Store(engine)
+    def __init__(self, compiled: CompiledModule, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.store = runtime.new_store()
+        self._compiled = compiled
         try:
             self._instance = compiled.instance_pre.instantiate(self.store)
-        except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
-            raise ModuleLoadError(f"cannot be instantiated: {e}") from e
-        memory = self._instance.exports(self.store)[MEMORY_EXPORT]
+        except wasmtime.Trap as e:
+            raise ModuleLoadError(f"cannot be instantiated: {trap_cause(e)}") from e
+        except wasmtime.WasmtimeError as e:
+            raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}") from e
+        memory = export_by_name(self.store, self._instance, MEMORY_EXPORT)
         assert isinstance(memory, wasmtime.Memory)  # checked by compile_module
         self.memory = memory
-        self._funcs: dict[str, wasmtime.Func] = {}
+        self._calls: dict[str, I32Call] = {}
 
-    def func(self, name: str) -> wasmtime.Func:
-        """The export `name` of this instance, looked up once."""
-        func = self._funcs.get(name)
-        if func is None:
-            export = self._instance.exports(self.store)[name]
-            assert isinstance(export, wasmtime.Func)  # checked by compile_module
-            func = self._funcs[name] = export
-        return func
+    def func(self, name: str) -> I32Call:
+        """A fast caller for export `name` of this instance, made once.
+
+        Only for exports whose types compile_module recorded: i32 parameters
+        and at most one i32 or i64 result.
+        """
+        call = self._calls.get(name)
+        if call is None:
+            func = export_by_name(self.store, self._instance, name)
+            assert isinstance(func, wasmtime.Func)  # checked by compile_module
+            params, result = self._compiled.call_shapes[name]
+            call = self._calls[name] = I32Call(self.store, func, params, result)
+        return call
+
+    def has_export(self, name: str) -> bool:
+        return name in self._compiled.call_shapes
 
 
 class InstancePool:
-    """Warm instances of one module version, handed to one call at a time.
+    """Instances of one module version, handed to one call at a time.
 
-    An instance that saw an error is dropped instead of returned: a trap can
-    leave its memory and globals in any state.
+    With POOLED, up to `max_idle` warm instances wait between calls. An
+    instance that saw any error is dropped instead of returned: a trap or an
+    interrupt can leave its memory and globals in any state.
     """
 
-    def __init__(self, compiled: CompiledModule, engine: wasmtime.Engine, max_idle: int) -> None:
+    def __init__(
+        self,
+        compiled: CompiledModule,
+        runtime: Runtime,
+        policy: InstancePolicy,
+        max_idle: int,
+    ) -> None:
         self._compiled = compiled
-        self._engine = engine
-        self._max_idle = max_idle
+        self._runtime = runtime
+        self.policy = policy
+        self._max_idle = max_idle if policy is InstancePolicy.POOLED else 0
         self._idle: list[GuestInstance] = []
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Instantiate once now, so a module that cannot start fails at load."""
-        instance = GuestInstance(self._compiled, self._engine)
-        self._release(instance)
+        self._release(GuestInstance(self._compiled, self._runtime))
 
     @contextmanager
     def acquire(self) -> Iterator[GuestInstance]:
         with self._lock:
             instance = self._idle.pop() if self._idle else None
         if instance is None:
-            instance = GuestInstance(self._compiled, self._engine)
+            instance = GuestInstance(self._compiled, self._runtime)
         yield instance
         # Reached only when the call raised nothing; otherwise the instance
         # is dropped here, and its Store with it.

@@ -6,85 +6,38 @@ plus the bounds and format checks the seed never made.
 
 from __future__ import annotations
 
-import json
-
-import wasmtime
-
-from ..errors import GuestOutputError, GuestTrap, InputTooLarge
-from .abi import CallingConvention
+from ..errors import GuestOutputError, InputTooLarge
+from .guest_call import ImageInput, Payload, decode_output, invoke
 from .instance import GuestInstance
-from .traps import describe_trap
+from .memory import fits, read_bytes, write_bytes
 
-__all__ = ["ImageInput", "call_seed"]
-
-
-class ImageInput:
-    """RGB8 pixels with their sizes, already checked to agree."""
-
-    __slots__ = ("data", "height", "width")
-
-    def __init__(self, data: bytes, width: int, height: int) -> None:
-        self.data = data
-        self.width = width
-        self.height = height
+__all__ = ["call_seed"]
 
 
 def call_seed(
-    instance: GuestInstance,
-    function: str,
-    convention: CallingConvention,
-    payload: bytes | ImageInput,
-    offset: int,
+    instance: GuestInstance, function: str, payload: Payload, offset: int, seconds: float
 ) -> str:
     """Run one seed-ABI call and return the guest's JSON output as text."""
-    store, memory = instance.store, instance.memory
     data = payload.data if isinstance(payload, ImageInput) else payload
-    capacity = memory.data_len(store)
-    if offset + len(data) > capacity:
+    if not fits(instance, offset, len(data)):
+        capacity = instance.memory.data_len(instance.store)
         raise InputTooLarge(
             f"input of {len(data)} bytes does not fit in the guest's linear memory: "
-            f"{capacity} bytes, input written at offset {offset}"
+            f"{capacity} bytes, input written at offset {offset}; the alloc ABI takes "
+            f"inputs up to --max-memory"
         )
-    if data:
-        memory.write(store, data, offset)
+    write_bytes(instance, offset, data)
+    if isinstance(payload, ImageInput):
+        args = (offset, len(data), payload.width, payload.height)
+    else:
+        args = (offset, len(data))
+    length = invoke(instance, function, *args, seconds=seconds)
 
-    func = instance.func(function)
-    try:
-        if isinstance(payload, ImageInput):
-            assert convention is CallingConvention.SEED_IMAGE
-            length = func(store, offset, len(data), payload.width, payload.height)
-        else:
-            assert convention is CallingConvention.SEED_JSON
-            length = func(store, offset, len(data))
-    except wasmtime.Trap as trap:
-        reason, detail = describe_trap(trap)
-        raise GuestTrap(f"function {function!r} trapped: {detail}", reason) from trap
-
-    return _read_output(instance, function, offset, length)
-
-
-def _read_output(instance: GuestInstance, function: str, offset: int, length: object) -> str:
-    store, memory = instance.store, instance.memory
     # The guest may have grown its memory during the call: bound by the size now.
-    capacity = memory.data_len(store)
-    if not isinstance(length, int) or length < 0 or offset + length > capacity:
+    if not isinstance(length, int) or not fits(instance, offset, length):
+        capacity = instance.memory.data_len(instance.store)
         raise GuestOutputError(
             f"function {function!r} returned output length {length}, outside its "
             f"linear memory ({capacity} bytes, output read at offset {offset})"
         )
-    raw = memory.read(store, offset, offset + length)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise GuestOutputError(
-            f"function {function!r} returned {length} bytes that are not UTF-8 "
-            f"(first bad byte at {e.start})"
-        ) from e
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as e:
-        raise GuestOutputError(
-            f"function {function!r} returned {length} bytes that are not JSON: {e.msg} "
-            f"at byte {e.pos}: {text[:80]!r}"
-        ) from e
-    return text
+    return decode_output(function, read_bytes(instance, offset, length))

@@ -1,0 +1,27 @@
+"""Run one call on an instance with the calling convention its function has."""
+
+from __future__ import annotations
+
+from .alloc_abi import call_alloc
+from .compiled import ExportedFunction
+from .guest_call import Payload
+from .instance import GuestInstance
+from .seed_abi import call_seed
+
+__all__ = ["call_function"]
+
+
+def call_function(
+    instance: GuestInstance,
+    function: ExportedFunction,
+    payload: Payload,
+    seed_offset: int,
+    seconds: float,
+) -> str:
+    """The guest's JSON output; `seconds` is the time the call may take."""
+    convention = function.convention
+    assert convention is not None  # uncallable functions never get here
+    instance.runtime.arm(instance.store, seconds)
+    if convention.uses_allocator:
+        return call_alloc(instance, function.name, payload, seconds)
+    return call_seed(instance, function.name, payload, seed_offset, seconds)
