@@ -53,8 +53,19 @@ def sandbox_us(policy: InstancePolicy, calls: int) -> list[float]:
 
 def grpc_us(policy: str, calls: int, port: int) -> list[float]:
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "wasmtube_server", "--listen", f"127.0.0.1:{port}",
-         "--metrics-listen", "off", "--instance-policy", policy, "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "wasmtube_server",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--metrics-listen",
+            "off",
+            "--instance-policy",
+            policy,
+            "--log-level",
+            "warning",
+        ],
     )
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -91,10 +102,19 @@ def main() -> None:
         ("gRPC", lambda pol: grpc_us(pol, args.calls, args.port)),
     ]:
         fresh, pooled = measure("fresh"), measure("pooled")
-        rows.append((where, statistics.median(fresh), statistics.median(pooled),
-                     p(fresh, 99), p(pooled, 99)))
-    print(f"{'path':8} {'fresh p50':>10} {'pooled p50':>11} {'ratio':>6} "
-          f"{'fresh p99':>10} {'pooled p99':>11}   (microseconds, echo of {len(PAYLOAD)} B)")
+        rows.append(
+            (
+                where,
+                statistics.median(fresh),
+                statistics.median(pooled),
+                p(fresh, 99),
+                p(pooled, 99),
+            )
+        )
+    print(
+        f"{'path':8} {'fresh p50':>10} {'pooled p50':>11} {'ratio':>6} "
+        f"{'fresh p99':>10} {'pooled p99':>11}   (microseconds, echo of {len(PAYLOAD)} B)"
+    )
     for where, f50, p50, f99, p99 in rows:
         print(f"{where:8} {f50:10.1f} {p50:11.1f} {f50 / p50:6.2f} {f99:10.1f} {p99:11.1f}")
     print(json.dumps({"rows": rows}), file=sys.stderr)
