@@ -245,3 +245,31 @@ def test_load_failure_is_logged_with_the_serving_generation(
     (record,) = [r for r in caplog.records if "failed to load" in r.getMessage()]
     assert "module m failed to load, generation 1 keeps serving" in record.getMessage()
     assert "does not compile" in record.getMessage()
+
+
+def _field(number: int, data: bytes) -> bytes:
+    """One length-delimited protobuf field, written by hand."""
+    return bytes([number << 3 | 2, len(data)]) + data
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _field(1, b"good") + _field(2, b"echo") + _field(3, b'{"args":"\xff"}'),
+        _field(1, b"go\xc3od") + _field(2, b"echo") + _field(3, b"{}"),
+        b"\xff\xff\xff",
+    ],
+    ids=["json-not-utf8", "module-not-utf8", "not-protobuf"],
+)
+def test_undecodable_request_is_invalid_argument(bad_daemon: RunningDaemon, raw: bytes) -> None:
+    # Python's protobuf refuses to build such requests; other languages' may not.
+    call = bad_daemon.channel.unary_unary(
+        "/wasmtube.v1.Wasmtube/Call",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        call(raw)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid protobuf message" in info.value.details()
+    assert bad_daemon.call("good", "get").json == '{"good":true}'

@@ -127,3 +127,16 @@ def test_a_waiting_call_gives_up_at_its_deadline(start_probe) -> None:
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     wait_until(lambda: daemon.metric("wasmtube_calls_waiting", module="probe") == 0)
     running.join(timeout=30)
+
+
+def test_past_max_workers_requests_are_refused_at_once(start_probe) -> None:
+    daemon = start_probe(max_workers=2, module_concurrency=4, call_timeout=2)
+    errors: list[grpc.StatusCode] = []
+    threads = [_loop_in_background(daemon, errors) for _ in range(2)]
+    wait_until(lambda: daemon.metric("wasmtube_calls_running", module="probe") == 2)
+    with pytest.raises(grpc.RpcError) as info:
+        daemon.call("other", "peek")
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    for thread in threads:
+        thread.join(timeout=30)
+    assert daemon.call("other", "peek").json == '{"marked":false}'

@@ -23,6 +23,7 @@ from wasmtube.v1 import wasmtube_pb2, wasmtube_pb2_grpc
 
 from .calls import Caller
 from .config import Config, split_host_port
+from .interceptors import UndecodableRequestInterceptor
 from .loader import DirectoryLoader
 from .metrics import Metrics
 from .registry import ModuleRegistry
@@ -97,6 +98,7 @@ class Daemon:
             # Past this many requests in progress, answer RESOURCE_EXHAUSTED at
             # once instead of queueing without bound in the executor.
             maximum_concurrent_rpcs=self.config.max_workers,
+            interceptors=[UndecodableRequestInterceptor()],
         )
         wasmtube_pb2_grpc.add_WasmtubeServicer_to_server(
             WasmtubeService(

@@ -1,0 +1,63 @@
+"""gRPC server interceptors: concerns that apply to every method."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+__all__ = ["UndecodableRequestInterceptor"]
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = error
+
+
+class UndecodableRequestInterceptor(grpc.ServerInterceptor):
+    """Answer INVALID_ARGUMENT, not INTERNAL, to a request that does not parse.
+
+    grpcio answers a deserialisation failure with INTERNAL "Exception
+    deserializing request!", which blames the server. The usual cause is the
+    caller's: a string field (such as `json`) holding bytes that are not UTF-8,
+    which protobuf refuses and clients in some languages do not check.
+    """
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+        behaviour = handler.unary_unary
+        method = handler_call_details.method
+
+        def lenient_parse(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except DecodeError as e:
+                return _Undecodable(e)
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request to {method} is not a valid protobuf message "
+                    f"(string fields such as json must be UTF-8): {request.error}",
+                )
+            return behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=lenient_parse,
+            response_serializer=handler.response_serializer,
+        )
