@@ -152,6 +152,7 @@ def start_daemon() -> Iterator[Callable[..., RunningDaemon]]:
         registry = CollectorRegistry()
         daemon = Daemon(config, registry=registry)
         daemon.start()
+        assert daemon.wait_ready(30), "the module directory did not load in 30 s"
         handle = RunningDaemon(daemon, registry)
         running.append(handle)
         return handle

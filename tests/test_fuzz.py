@@ -85,6 +85,7 @@ def fuzz_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDae
         registry=CollectorRegistry(),
     )
     daemon.start()
+    assert daemon.wait_ready(30)
     handle = RunningDaemon(daemon, daemon.metrics.registry)
     yield handle
     handle.close()

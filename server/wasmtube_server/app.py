@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
@@ -48,11 +49,17 @@ class Daemon:
                 fuel=config.fuel,
                 max_memory=config.max_memory,
                 wasi=config.wasi,
+                cache_dir=config.cache_dir,
             )
         )
         self.modules = ModuleRegistry(self.runtime, self.metrics, config)
         self.loader = DirectoryLoader(config.modules_dir, self.modules)
-        self._watcher = ModuleWatcher(self.loader, config.reload_debounce)
+        self._watcher = ModuleWatcher(
+            self.loader, config.reload_debounce, config.watch, config.poll_interval
+        )
+        self._loading = threading.Thread(
+            target=self._load_directory, name="wasmtube-initial-load", daemon=True
+        )
         self._health = health.HealthServicer()
         self._grpc: grpc.Server | None = None
         self._metrics_http: WSGIServer | None = None
@@ -60,23 +67,41 @@ class Daemon:
         self.metrics_port = 0
 
     def start(self) -> None:
+        """Serve at once; load the module directory in the background.
+
+        Health says NOT_SERVING until every module has been loaded (see
+        wait_ready); meanwhile ListModules shows progress and calls to modules
+        not loaded yet get UNAVAILABLE.
+        """
         directory = self.config.modules_dir
         if not directory.is_dir():
             raise FileNotFoundError(f"module directory {directory} does not exist")
         self.runtime.start()
-        # Watch before the first scan, so a file that lands in between is seen.
-        self._watcher.start()
-        self.loader.sync()
+        for service in ("", SERVICE_NAME):
+            self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self._start_metrics()
         self._start_grpc()
+        # Watch before the first scan, so a file that lands in between is seen.
+        self._watcher.start()
+        self._loading.start()
+
+    def _load_directory(self) -> None:
+        started = time.monotonic()
+        self.loader.sync()
+        self.modules.ready.set()
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info(
-            "wasmtube serving %d modules from %s on %s",
+            "wasmtube serving %d modules from %s on %s (loaded in %.3f s)",
             len(self.modules.names()),
-            directory,
+            self.config.modules_dir,
             self.address,
+            time.monotonic() - started,
         )
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the module directory has been loaded; False on timeout."""
+        return self.modules.ready.wait(timeout)
 
     @property
     def address(self) -> str:
@@ -132,6 +157,8 @@ class Daemon:
         if self._grpc is not None:
             self._grpc.stop(self.config.grace if grace is None else grace).wait()
         self._watcher.stop()
+        if self._loading.is_alive():
+            self._loading.join(timeout=5)
         self.runtime.stop()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
@@ -139,6 +166,7 @@ class Daemon:
 
     def __enter__(self) -> Daemon:
         self.start()
+        self.wait_ready()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 import click
 
-from .config import INSTANCE_POLICIES, Config
+from .config import INSTANCE_POLICIES, WATCH_MODES, Config
 
 __all__ = ["serve"]
 
@@ -147,6 +147,26 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
     "WASMTUBE_RELOAD_DEBOUNCE",
     "Seconds of quiet after a file event before modules are reloaded.",
     type=click.FloatRange(min=0),
+)
+@_option(
+    "--watch",
+    "WASMTUBE_WATCH",
+    "How file changes are noticed: events (inotify), poll (NFS, EFS, volumes without "
+    "inotify), or auto (events, else poll).",
+    type=click.Choice(WATCH_MODES),
+)
+@_option(
+    "--poll-interval",
+    "WASMTUBE_POLL_INTERVAL",
+    "Seconds between directory scans when polling.",
+    type=click.FloatRange(min=0, min_open=True),
+)
+@_option(
+    "--cache-dir",
+    "WASMTUBE_CACHE_DIR",
+    "Directory for compiled modules, so restarts skip compiling; unset: no cache.",
+    type=click.Path(file_okay=False, path_type=Path),
+    show_default="off",
 )
 @_option(
     "--log-level",

@@ -10,6 +10,7 @@ __all__ = [
     "BUNDLED_MODULES_DIR",
     "DEFAULT_SEED_OFFSET",
     "INSTANCE_POLICIES",
+    "WATCH_MODES",
     "Config",
     "split_host_port",
 ]
@@ -22,6 +23,7 @@ DEFAULT_SEED_OFFSET = 42
 
 MIB = 1024 * 1024
 INSTANCE_POLICIES = ("fresh", "pooled")
+WATCH_MODES = ("auto", "events", "poll")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,13 @@ class Config:
     wasi: bool = False
     # Quiet time after the last file event before the directory is rescanned.
     reload_debounce: float = 0.1
+    # How file changes are noticed: "events" (inotify), "poll", or "auto"
+    # (events, falling back to polling where inotify cannot start).
+    watch: str = "auto"
+    # Seconds between directory scans when polling.
+    poll_interval: float = 1.0
+    # Where compiled modules are kept across restarts; None: no cache.
+    cache_dir: Path | None = None
     # Largest gRPC message accepted or sent.
     max_message_size: int = 64 * MIB
     # Seconds running calls get to finish on shutdown.
@@ -68,6 +77,8 @@ class Config:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modules_dir", Path(self.modules_dir))
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         if self.seed_offset < 0:
             raise ValueError(f"seed_offset must be >= 0, got {self.seed_offset}")
         if self.max_workers < 1:
@@ -84,6 +95,10 @@ class Config:
             raise ValueError(f"max_memory must be at least one 64 KiB page, got {self.max_memory}")
         if self.max_idle_instances < 0:
             raise ValueError(f"max_idle_instances must be >= 0, got {self.max_idle_instances}")
+        if self.watch not in WATCH_MODES:
+            raise ValueError(f"watch must be one of {', '.join(WATCH_MODES)}, got {self.watch!r}")
+        if self.poll_interval <= 0:
+            raise ValueError(f"poll_interval must be > 0 seconds, got {self.poll_interval}")
         if self.reload_debounce < 0:
             raise ValueError(f"reload_debounce must be >= 0, got {self.reload_debounce}")
         if self.max_message_size < 1024:

@@ -25,6 +25,7 @@ __all__ = [
     "ModuleBusy",
     "ModuleLoadError",
     "ModuleNotFound",
+    "StillLoading",
     "WasmtubeError",
 ]
 
@@ -110,6 +111,12 @@ class ModuleBusy(WasmtubeError):
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class StillLoading(WasmtubeError):
+    """The daemon is still loading its module directory after starting."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
 class GuestOutputError(WasmtubeError):
     """The guest returned an output that is out of bounds or not UTF-8 JSON."""
 
@@ -124,3 +131,9 @@ class ModuleLoadError(WasmtubeError):
     """
 
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        # A short, stable label for metrics: not_wasm, compile, imports,
+        # no_memory, instantiate or read.
+        self.reason = reason

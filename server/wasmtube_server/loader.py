@@ -8,6 +8,7 @@ touched file or a repeated event never reloads.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,6 +24,9 @@ class DirectoryLoader:
     def __init__(self, directory: Path, registry: ModuleRegistry) -> None:
         self.directory = directory
         self._registry = registry
+        # The start-up scan and the watcher may sync at the same time: one at
+        # a time, or one deploy could be loaded twice.
+        self._lock = threading.Lock()
 
     def module_names_on_disk(self) -> set[str]:
         names = set()
@@ -34,17 +38,21 @@ class DirectoryLoader:
                 log.warning("ignoring %s: its stem is not a valid module name", path)
         return names
 
-    def sync(self, names: Iterable[str] | None = None) -> dict[str, LoadOutcome | None]:
+    def sync(
+        self, names: Iterable[str] | None = None, noticed_at: float | None = None
+    ) -> dict[str, LoadOutcome | None]:
         """Sync `names`, or every module on disk or loaded when None.
 
+        `noticed_at` is when the change was first seen (time.monotonic()).
         Returns what happened to each name: a LoadOutcome, or None if removed
         or absent.
         """
-        if names is None:
-            names = self.module_names_on_disk() | self._registry.names()
-        return {name: self._sync_one(name) for name in sorted(names)}
+        with self._lock:
+            if names is None:
+                names = self.module_names_on_disk() | self._registry.names()
+            return {name: self._sync_one(name, noticed_at) for name in sorted(names)}
 
-    def _sync_one(self, name: str) -> LoadOutcome | None:
+    def _sync_one(self, name: str, noticed_at: float | None) -> LoadOutcome | None:
         path = self.directory / f"{name}{MODULE_SUFFIX}"
         try:
             # Follows symlinks, as Kubernetes ConfigMap volumes need.
@@ -53,6 +61,6 @@ class DirectoryLoader:
             self._registry.remove(name)
             return None
         except OSError as e:
-            log.error("cannot read %s: %s", path, e)
-            return None
-        return self._registry.load(name, wasm, path)
+            self._registry.record_failure(name, f"{path}: cannot be read: {e}", "read")
+            return LoadOutcome.FAILED
+        return self._registry.load(name, wasm, path, noticed_at)

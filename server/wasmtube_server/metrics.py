@@ -78,6 +78,25 @@ class Metrics:
             ["module", "result"],
             registry=registry,
         )
+        self.load_failures = Counter(
+            "wasmtube_module_load_failures_total",
+            "Module files that could not be loaded, by reason: not_wasm, compile, imports, "
+            "no_memory, instantiate, read.",
+            ["module", "reason"],
+            registry=registry,
+        )
+        self.reload_duration = Histogram(
+            "wasmtube_reload_duration_seconds",
+            "Time from the first file event of a deploy to the new version serving.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=registry,
+        )
+        self.module_generation = Gauge(
+            "wasmtube_module_generation",
+            "The generation of each module that serves calls: +1 on every reload.",
+            ["module"],
+            registry=registry,
+        )
         self.modules_loaded = Gauge(
             "wasmtube_modules_loaded",
             "Modules that currently serve calls.",
@@ -102,14 +121,17 @@ class Metrics:
     def module_loaded(self, module: str, sha256: str, generation: int, loaded: int) -> None:
         self.reloads.labels(module, "success").inc()
         self._set_info(module, (module, sha256, str(generation)))
+        self.module_generation.labels(module).set(generation)
         self.modules_loaded.set(loaded)
 
-    def module_load_failed(self, module: str) -> None:
+    def module_load_failed(self, module: str, reason: str) -> None:
         self.reloads.labels(module, "failure").inc()
+        self.load_failures.labels(module, reason).inc()
 
     def module_removed(self, module: str, loaded: int) -> None:
         self.reloads.labels(module, "removed").inc()
         self._set_info(module, None)
+        self.module_generation.remove(module)
         self.modules_loaded.set(loaded)
 
     def _set_info(self, module: str, labels: tuple[str, str, str] | None) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
 from .config import Config
-from .errors import ModuleLoadError, ModuleNotFound
+from .errors import ModuleLoadError, ModuleNotFound, StillLoading
 from .limiter import ConcurrencyLimiter
 from .metrics import Metrics
 from .sandbox import CompiledModule, InstancePolicy, InstancePool, Runtime, compile_module
@@ -74,12 +75,20 @@ class ModuleRegistry:
         self._config = config
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        # Set once the module directory has been loaded after start-up; until
+        # then an unknown name may just not be loaded yet.
+        self.ready = threading.Event()
 
     def get(self, name: str) -> LoadedModule:
         """The version that serves `name` now; raises ModuleNotFound."""
         entry = self._entries.get(name)
         if entry is not None and entry.current is not None:
             return entry.current
+        if not self.ready.is_set():
+            raise StillLoading(
+                f"module {name!r} is not loaded yet: wasmtube is still loading its module "
+                f"directory after starting; retry shortly"
+            )
         if entry is not None and entry.last_error:
             raise ModuleNotFound(
                 f"module {name!r} is not loaded: its file failed to load: {entry.last_error}"
@@ -99,11 +108,18 @@ class ModuleRegistry:
         """Every name with a serving version or a failed file."""
         return {status.name for status in self.statuses()}
 
-    def load(self, name: str, wasm: bytes, source: Path | None = None) -> LoadOutcome:
+    def load(
+        self,
+        name: str,
+        wasm: bytes,
+        source: Path | None = None,
+        noticed_at: float | None = None,
+    ) -> LoadOutcome:
         """Make `wasm` the serving version of `name`, unless it is already.
 
-        On failure the previous version keeps serving and the error is kept
-        for ListModules.
+        `noticed_at` is the time.monotonic() at which the change was first
+        seen (a file event), for the reload latency metric. On failure the
+        previous version keeps serving and the error is kept for ListModules.
         """
         sha256 = hashlib.sha256(wasm).hexdigest()
         entry = self._entries.get(name)
@@ -113,7 +129,7 @@ class ModuleRegistry:
                     entry.last_error, entry.last_error_at = "", None
             return LoadOutcome.UNCHANGED
         try:
-            compiled = compile_module(self._runtime, wasm)
+            compiled = compile_module(self._runtime, wasm, sha256)
             pool = InstancePool(
                 compiled,
                 self._runtime,
@@ -122,7 +138,7 @@ class ModuleRegistry:
             )
             pool.warm_up()
         except ModuleLoadError as e:
-            self._record_failure(name, f"{source or name}: {e}")
+            self._record_failure(name, f"{source or name}: {e}", e.reason)
             return LoadOutcome.FAILED
 
         with self._lock:
@@ -140,6 +156,8 @@ class ModuleRegistry:
             )
             entry.last_error, entry.last_error_at = "", None
             self._metrics.module_loaded(name, sha256, entry.generation, self._count_loaded())
+            if noticed_at is not None:
+                self._metrics.reload_duration.observe(time.monotonic() - noticed_at)
         log.info(
             "module %s loaded: generation %d, sha256 %s, %d bytes",
             name,
@@ -162,11 +180,15 @@ class ModuleRegistry:
         log.info("module %s removed", name)
         return True
 
-    def _record_failure(self, name: str, error: str) -> None:
+    def record_failure(self, name: str, error: str, reason: str) -> None:
+        """Keep why the newest file of `name` could not be loaded."""
+        self._record_failure(name, error, reason)
+
+    def _record_failure(self, name: str, error: str, reason: str) -> None:
         with self._lock:
             entry = self._entry(name)
             entry.last_error, entry.last_error_at = error, datetime.now(UTC)
-            self._metrics.module_load_failed(name)
+            self._metrics.module_load_failed(name, reason)
         serving = entry.current
         if serving is not None:
             log.error(

@@ -52,22 +52,28 @@ class CompiledModule:
         return [f for f in self.functions.values() if f.convention is not None]
 
 
-def compile_module(runtime: Runtime, wasm: bytes) -> CompiledModule:
-    """Compile `wasm` and check that wasmtube can call it.
+def compile_module(runtime: Runtime, wasm: bytes, sha256: str) -> CompiledModule:
+    """Compile `wasm` (whose hash is `sha256`) and check that wasmtube can call it.
 
-    Raises ModuleLoadError with a message a module author can act on.
+    Uses and fills the runtime's compile cache. Raises ModuleLoadError with a
+    message a module author can act on.
     """
     # wasmtime-py would parse anything not starting with NUL as WAT text; a
     # module file must be a binary, so refuse text (or garbage) up front.
     if not wasm.startswith(WASM_MAGIC):
         raise ModuleLoadError(
             f"not a WebAssembly binary: it does not start with the \\0asm magic "
-            f"({len(wasm)} bytes; a truncated or half-written file?)"
+            f"({len(wasm)} bytes; a truncated or half-written file?)",
+            "not_wasm",
         )
-    try:
-        module = wasmtime.Module(runtime.engine, wasm)
-    except wasmtime.WasmtimeError as e:
-        raise ModuleLoadError(f"does not compile: {first_line(e)}") from e
+    module = runtime.cache.load(sha256) if runtime.cache is not None else None
+    if module is None:
+        try:
+            module = wasmtime.Module(runtime.engine, wasm)
+        except wasmtime.WasmtimeError as e:
+            raise ModuleLoadError(f"does not compile: {first_line(e)}", "compile") from e
+        if runtime.cache is not None:
+            runtime.cache.store(sha256, module)
 
     missing = [i for i in module.imports if not runtime.provides(i.module)]
     if missing:
@@ -75,13 +81,15 @@ def compile_module(runtime: Runtime, wasm: bytes) -> CompiledModule:
         offer = "nothing" if not runtime.limits.wasi else "only WASI preview 1"
         raise ModuleLoadError(
             f"imports {names}, which wasmtube does not provide; a module may import {offer}"
-            + ("" if runtime.limits.wasi else " (start the daemon with --wasi to offer WASI)")
+            + ("" if runtime.limits.wasi else " (start the daemon with --wasi to offer WASI)"),
+            "imports",
         )
 
     exports = {e.name: e.type for e in module.exports}
     if not isinstance(exports.get(MEMORY_EXPORT), wasmtime.MemoryType):
         raise ModuleLoadError(
-            f"exports no linear memory named {MEMORY_EXPORT!r}; the host passes input through it"
+            f"exports no linear memory named {MEMORY_EXPORT!r}; the host passes input through it",
+            "no_memory",
         )
     has_allocator = _has_allocator(exports)
     functions = {
@@ -96,7 +104,7 @@ def compile_module(runtime: Runtime, wasm: bytes) -> CompiledModule:
     try:
         instance_pre = runtime.linker.instantiate_pre(module)
     except wasmtime.WasmtimeError as e:
-        raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}") from e
+        raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}", "instantiate") from e
     return CompiledModule(module, instance_pre, functions, call_shapes)
 
 

@@ -44,9 +44,9 @@ class GuestInstance:
         try:
             self._instance = compiled.instance_pre.instantiate(self.store)
         except wasmtime.Trap as e:
-            raise ModuleLoadError(f"cannot be instantiated: {trap_cause(e)}") from e
+            raise ModuleLoadError(f"cannot be instantiated: {trap_cause(e)}", "instantiate") from e
         except wasmtime.WasmtimeError as e:
-            raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}") from e
+            raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}", "instantiate") from e
         memory = export_by_name(self.store, self._instance, MEMORY_EXPORT)
         assert isinstance(memory, wasmtime.Memory)  # checked by compile_module
         self.memory = memory

@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import wasmtime
+
+from .compile_cache import CompileCache
 
 __all__ = ["TICK_SECONDS", "Limits", "Runtime"]
 
@@ -32,6 +35,9 @@ class Limits:
     max_memory: int = 256 * 1024 * 1024
     # Offer WASI preview 1 (no files, no environment, no network) to modules.
     wasi: bool = False
+    # Where compiled modules are kept across restarts; None: no cache.
+    cache_dir: Path | None = None
+    cache_max_entries: int = 256
 
 
 class Runtime:
@@ -39,12 +45,20 @@ class Runtime:
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
+        fuel = limits.fuel is not None
         config = wasmtime.Config()
         config.cranelift_opt_level = "speed"
         config.epoch_interruption = True
         # Fuel instruments every block, so only pay for it when asked to.
-        config.consume_fuel = limits.fuel is not None
+        config.consume_fuel = fuel
         self.engine = wasmtime.Engine(config)
+        # Every setting above that changes compiled code, for the cache key.
+        settings = f"opt=speed epoch=1 fuel={int(fuel)}"
+        self.cache = (
+            CompileCache(limits.cache_dir, self.engine, settings, limits.cache_max_entries)
+            if limits.cache_dir is not None
+            else None
+        )
         self.linker = wasmtime.Linker(self.engine)
         if limits.wasi:
             self.linker.define_wasi()

@@ -1,0 +1,101 @@
+"""Compiled modules on disk, so a restart skips the compile.
+
+An entry is keyed by the module's SHA-256 and a fingerprint of everything
+that shapes compiled code (wasmtime's version, the engine's settings, the
+machine), so a stale entry is never even looked at. Each entry carries the
+SHA-256 of its own bytes: wasmtime trusts what it deserializes, so a torn or
+corrupted entry must be caught before it gets there. A bad entry is deleted
+and the module compiled again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import wasmtime
+
+__all__ = ["CompileCache"]
+
+log = logging.getLogger(__name__)
+
+_MAGIC = b"wasmtube-cwasm-1\n"
+_DIGEST_SIZE = 32
+_SUFFIX = ".cwasm"
+
+
+class CompileCache:
+    def __init__(
+        self, directory: Path, engine: wasmtime.Engine, settings: str, max_entries: int
+    ) -> None:
+        self.directory = directory
+        self._engine = engine
+        self._max_entries = max_entries
+        identity = f"wasmtime {version('wasmtime')}; {platform.machine()}; {settings}"
+        self._fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, wasm_sha256: str) -> Path:
+        return self.directory / f"{wasm_sha256}-{self._fingerprint}{_SUFFIX}"
+
+    def load(self, wasm_sha256: str) -> wasmtime.Module | None:
+        """The cached compilation of the module with this hash, or None."""
+        path = self._path(wasm_sha256)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            log.warning("compile cache: cannot read %s: %s", path, e)
+            return None
+        header = len(_MAGIC) + _DIGEST_SIZE
+        payload = memoryview(data)[header:]
+        if (
+            data[: len(_MAGIC)] != _MAGIC
+            or hashlib.sha256(payload).digest() != data[len(_MAGIC) : header]
+        ):
+            log.warning("compile cache: %s is corrupt; compiling again", path.name)
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            module = wasmtime.Module.deserialize(self._engine, bytes(payload))
+        except wasmtime.WasmtimeError as e:
+            log.warning("compile cache: %s does not load (%s); compiling again", path.name, e)
+            path.unlink(missing_ok=True)
+            return None
+        os.utime(path)  # recently used: pruned last
+        return module
+
+    def store(self, wasm_sha256: str, module: wasmtime.Module) -> None:
+        """Save a compilation; failures are logged, never raised."""
+        payload = bytes(module.serialize())
+        data = _MAGIC + hashlib.sha256(payload).digest() + payload
+        try:
+            # Write then rename: a reader never sees half an entry.
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=_SUFFIX)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self._path(wasm_sha256))
+        except OSError as e:
+            log.warning("compile cache: cannot write to %s: %s", self.directory, e)
+            return
+        self._prune()
+
+    def _prune(self) -> None:
+        """Keep the most recently used entries, at most max_entries."""
+        entries = []
+        for path in self.directory.glob(f"*{_SUFFIX}"):
+            if path.name.startswith("."):
+                continue  # another writer's temporary file
+            try:
+                entries.append((path.stat().st_mtime, path))
+            except FileNotFoundError:
+                continue
+        entries.sort(reverse=True)
+        for _, stale in entries[self._max_entries :]:
+            stale.unlink(missing_ok=True)
