@@ -20,8 +20,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def daemon(*options: str) -> Iterator[tuple[str, pb_grpc.WasmtubeStub]]:
-    """A daemon on a free port with `options`; yields its address and a stub."""
+def daemon(*options: str) -> Iterator[tuple[int, pb_grpc.WasmtubeStub]]:
+    """A daemon on a free port with `options`; yields its pid and a stub."""
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
         [
@@ -40,7 +40,7 @@ def daemon(*options: str) -> Iterator[tuple[str, pb_grpc.WasmtubeStub]]:
     channel = grpc.insecure_channel(address)
     try:
         grpc.channel_ready_future(channel).result(timeout=30)
-        yield address, pb_grpc.WasmtubeStub(channel)
+        yield process.pid, pb_grpc.WasmtubeStub(channel)
     finally:
         channel.close()
         process.terminate()

@@ -167,3 +167,27 @@ def guest_daemon(start_daemon: Callable[..., RunningDaemon], modules_dir: Path) 
     """A daemon serving the Rust test guest as module `wasm_test`."""
     (modules_dir / "wasm_test.wasm").write_bytes(GUEST_WASM.read_bytes())
     return start_daemon(modules_dir)
+
+
+def big_module(functions: int = 3000, seed: int = 0, steps: int = 12) -> bytes:
+    """A seed-ABI module with many functions, slow to compile: 3,000 functions
+    of 12 steps make ~1.5 MB and take ~0.5 s to compile here."""
+    step = """(local.set $x (i32.add (i32.rotl (local.get $x) (i32.const 5))
+                 (i32.mul (local.get $b) (i32.const {k}))))
+              (if (i32.gt_u (local.get $x) (local.get $b))
+                (then (local.set $x (i32.mul (local.get $x) (i32.const {m}))))
+                (else (local.set $x (i32.xor (local.get $x) (i32.const {k})))))"""
+    bodies = "\n".join(
+        f"(func $f{i} (param $a i32) (param $b i32) (result i32) (local $x i32)"
+        + " ".join(step.format(k=i * 31 + j + seed, m=j * 7 + 3) for j in range(steps))
+        + " (local.get $x))"
+        for i in range(functions)
+    )
+    return wat(f"""
+        (module
+          (memory (export "memory") 1)
+          {bodies}
+          (func (export "get") (param i32 i32) (result i32)
+            (i32.store16 (local.get 0) (i32.const 0x7d7b))
+            (i32.const 2)))
+    """)

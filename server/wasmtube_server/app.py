@@ -50,7 +50,8 @@ class Daemon:
                 max_memory=config.max_memory,
                 wasi=config.wasi,
                 cache_dir=config.cache_dir,
-            )
+            ),
+            on_cache_lookup=self.metrics.cache_lookup,
         )
         self.modules = ModuleRegistry(self.runtime, self.metrics, config)
         self.loader = DirectoryLoader(config.modules_dir, self.modules)

@@ -61,7 +61,7 @@ class Config:
     # Offer WASI preview 1 (no files, environment or network) to modules.
     wasi: bool = False
     # Quiet time after the last file event before the directory is rescanned.
-    reload_debounce: float = 0.1
+    reload_debounce: float = 0.05
     # How file changes are noticed: "events" (inotify), "poll", or "auto"
     # (events, falling back to polling where inotify cannot start).
     watch: str = "auto"

@@ -97,6 +97,13 @@ class Metrics:
             ["module"],
             registry=registry,
         )
+        self.compile_cache = Counter(
+            "wasmtube_compile_cache_lookups_total",
+            "Compiled-module cache lookups, by result: hit, miss or invalid (corrupt or "
+            "unloadable, so compiled again).",
+            ["result"],
+            registry=registry,
+        )
         self.modules_loaded = Gauge(
             "wasmtube_modules_loaded",
             "Modules that currently serve calls.",
@@ -114,6 +121,9 @@ class Metrics:
     def call_finished(self, module: str, function: str, code: str, seconds: float) -> None:
         self.calls.labels(module, function, code).inc()
         self.call_duration.labels(module, function).observe(seconds)
+
+    def cache_lookup(self, result: str) -> None:
+        self.compile_cache.labels(result).inc()
 
     def trapped(self, module: str, function: str, reason: str) -> None:
         self.traps.labels(module, function, reason).inc()

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -31,14 +32,24 @@ _SUFFIX = ".cwasm"
 
 class CompileCache:
     def __init__(
-        self, directory: Path, engine: wasmtime.Engine, settings: str, max_entries: int
+        self,
+        directory: Path,
+        engine: wasmtime.Engine,
+        settings: str,
+        max_entries: int,
+        on_lookup: Callable[[str], None] = lambda result: None,
     ) -> None:
         self.directory = directory
+        # Told "hit", "miss" or "invalid" on every load, for metrics.
+        self._on_lookup = on_lookup
         self._engine = engine
         self._max_entries = max_entries
         identity = f"wasmtime {version('wasmtime')}; {platform.machine()}; {settings}"
         self._fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"cannot use {directory} as the compile cache (--cache-dir): {e}") from e
 
     def _path(self, wasm_sha256: str) -> Path:
         return self.directory / f"{wasm_sha256}-{self._fingerprint}{_SUFFIX}"
@@ -49,9 +60,11 @@ class CompileCache:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
+            self._on_lookup("miss")
             return None
         except OSError as e:
             log.warning("compile cache: cannot read %s: %s", path, e)
+            self._on_lookup("invalid")
             return None
         header = len(_MAGIC) + _DIGEST_SIZE
         payload = memoryview(data)[header:]
@@ -61,14 +74,17 @@ class CompileCache:
         ):
             log.warning("compile cache: %s is corrupt; compiling again", path.name)
             path.unlink(missing_ok=True)
+            self._on_lookup("invalid")
             return None
         try:
             module = wasmtime.Module.deserialize(self._engine, bytes(payload))
         except wasmtime.WasmtimeError as e:
             log.warning("compile cache: %s does not load (%s); compiling again", path.name, e)
             path.unlink(missing_ok=True)
+            self._on_lookup("invalid")
             return None
         os.utime(path)  # recently used: pruned last
+        self._on_lookup("hit")
         return module
 
     def store(self, wasm_sha256: str, module: wasmtime.Module) -> None:

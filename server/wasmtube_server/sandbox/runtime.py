@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,9 @@ class Limits:
 class Runtime:
     """One Engine and Linker, shared by all modules and threads."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(
+        self, limits: Limits, on_cache_lookup: Callable[[str], None] = lambda result: None
+    ) -> None:
         self.limits = limits
         fuel = limits.fuel is not None
         config = wasmtime.Config()
@@ -55,7 +58,13 @@ class Runtime:
         # Every setting above that changes compiled code, for the cache key.
         settings = f"opt=speed epoch=1 fuel={int(fuel)}"
         self.cache = (
-            CompileCache(limits.cache_dir, self.engine, settings, limits.cache_max_entries)
+            CompileCache(
+                limits.cache_dir,
+                self.engine,
+                settings,
+                limits.cache_max_entries,
+                on_cache_lookup,
+            )
             if limits.cache_dir is not None
             else None
         )
