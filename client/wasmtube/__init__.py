@@ -7,6 +7,7 @@ from the daemon (wasmtime, wasmtube_server) is imported here.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from wasmtube._aio import AsyncClient
 from wasmtube._client import Client
 from wasmtube.errors import (
     Aborted,
@@ -39,6 +40,7 @@ except PackageNotFoundError:
 __all__ = [
     "Aborted",
     "AlreadyExists",
+    "AsyncClient",
     "Cancelled",
     "Client",
     "DataLoss",

@@ -2,62 +2,41 @@
 
 from __future__ import annotations
 
-import enum
-import json
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import grpc
 
-from wasmtube._images import to_rgb8
-from wasmtube.errors import ResultDecodeError, from_rpc_error
+from wasmtube._requests import (
+    DEFAULT,
+    DEFAULT_TARGET,
+    Timeout,
+    auth_metadata,
+    channel_options,
+    decode_result,
+    image_request,
+    json_request,
+    resolve_timeout,
+)
+from wasmtube.errors import from_rpc_error
 from wasmtube.v1 import wasmtube_pb2, wasmtube_pb2_grpc
 
 if TYPE_CHECKING:
     from wasmtube._images import ImageInput
 
-__all__ = [
-    "DEFAULT",
-    "DEFAULT_CHANNEL_OPTIONS",
-    "DEFAULT_TARGET",
-    "MAX_MESSAGE_BYTES",
-    "Client",
-    "decode_result",
-]
-
-DEFAULT_TARGET: Final = "127.0.0.1:50051"
-
-# gRPC's 4 MiB default receive limit is a 1.4-megapixel RGB8 image; raise both
-# directions so ordinary photos fit in one request.
-MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
-
-DEFAULT_CHANNEL_OPTIONS: Final[tuple[tuple[str, Any], ...]] = (
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-)
-
-
-class _Default(enum.Enum):
-    # A sentinel, because None already means something for both arguments that
-    # use it: "no deadline" for timeout and JSON null for data.
-    DEFAULT = "DEFAULT"
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-DEFAULT: Final = _Default.DEFAULT
-
-Timeout = float | None | _Default
+__all__ = ["Client"]
 
 
 class Client:
     """A connection to one wasmtube daemon.
 
-    `timeout` is the default deadline in seconds for every call (None: no
-    deadline); each method's `timeout` keyword overrides it for that call,
-    `timeout=None` included. Pass `channel` to bring your own (for TLS, say):
+    `target` is `host:port` or `unix:///path/to.sock`. `timeout` is the
+    default deadline in seconds for every call (None: no deadline); each
+    method's `timeout` keyword overrides it for that call, `timeout=None`
+    included. `credentials` (from `grpc.ssl_channel_credentials`) turn on TLS
+    or mutual TLS; `token` is sent as `authorization: Bearer <token>` for a
+    daemon started with --auth-token-file. Pass `channel` to bring your own:
     the client then uses it as is and `close()` leaves it open. `options` are
     extra channel arguments, applied over `DEFAULT_CHANNEL_OPTIONS` key by key.
 
@@ -71,17 +50,19 @@ class Client:
         timeout: float | None = None,
         channel: grpc.Channel | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
-        if channel is None:
-            merged = dict(DEFAULT_CHANNEL_OPTIONS)
-            merged.update(options)
-            self._channel = grpc.insecure_channel(target, options=list(merged.items()))
-            self._owns_channel = True
-        else:
+        self._metadata = auth_metadata(token)
+        self._owns_channel = channel is None
+        if channel is not None:
             self._channel = channel
-            self._owns_channel = False
+        elif credentials is not None:
+            self._channel = grpc.secure_channel(target, credentials, channel_options(options))
+        else:
+            self._channel = grpc.insecure_channel(target, channel_options(options))
         self._stub = wasmtube_pb2_grpc.WasmtubeStub(self._channel)
 
     def close(self) -> None:
@@ -101,31 +82,16 @@ class Client:
         self.close()
 
     def call(
-        self,
-        module: str,
-        function: str,
-        data: Any = DEFAULT,
-        *,
-        timeout: Timeout = DEFAULT,
+        self, module: str, function: str, data: Any = DEFAULT, *, timeout: Timeout = DEFAULT
     ) -> Any:
         """Call `module.function` with `data` as JSON; return the decoded result.
 
-        `data` defaults to `{}`; `None` is sent as JSON `null`. Raises
-        `TypeError`/`ValueError` if `data` is not JSON-serialisable (NaN and
-        infinities included, as JSON has no spelling for them).
+        `data` defaults to `{}`; `None` is sent as JSON `null`.
         """
-        if data is DEFAULT:
-            data = {}
-        json_text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return decode_result(self.call_raw(module, function, json_text, timeout=timeout))
+        return decode_result(self._call(json_request(module, function, data), timeout))
 
     def call_raw(
-        self,
-        module: str,
-        function: str,
-        json_text: str,
-        *,
-        timeout: Timeout = DEFAULT,
+        self, module: str, function: str, json_text: str, *, timeout: Timeout = DEFAULT
     ) -> wasmtube_pb2.CallResponse:
         """Send `json_text` unchanged; return the response message undecoded.
 
@@ -150,19 +116,16 @@ class Client:
         `image` is raw RGB8 bytes (with `width` and `height`), an HxWx3 uint8
         numpy array or a Pillow image; see `wasmtube._images.to_rgb8`.
         """
-        data, columns, rows = to_rgb8(image, width, height)
-        request = wasmtube_pb2.CallRequest(
-            module=module,
-            function=function,
-            image=wasmtube_pb2.Image(data=data, width=columns, height=rows),
-        )
+        request = image_request(module, function, image, width, height)
         return decode_result(self._call(request, timeout))
 
     def list_modules(self, *, timeout: Timeout = DEFAULT) -> list[wasmtube_pb2.ModuleInfo]:
         """Return the daemon's modules, as `wasmtube.v1.wasmtube_pb2.ModuleInfo`."""
         try:
             response = self._stub.ListModules(
-                wasmtube_pb2.ListModulesRequest(), timeout=self._timeout(timeout)
+                wasmtube_pb2.ListModulesRequest(),
+                timeout=resolve_timeout(timeout, self.timeout),
+                metadata=self._metadata,
             )
         except grpc.RpcError as e:
             raise from_rpc_error(e) from e
@@ -173,24 +136,11 @@ class Client:
     ) -> wasmtube_pb2.CallResponse:
         try:
             response: wasmtube_pb2.CallResponse = self._stub.Call(
-                request, timeout=self._timeout(timeout)
+                request, timeout=resolve_timeout(timeout, self.timeout), metadata=self._metadata
             )
         except grpc.RpcError as e:
             raise from_rpc_error(e) from e
         return response
 
-    def _timeout(self, timeout: Timeout) -> float | None:
-        return self.timeout if isinstance(timeout, _Default) else timeout
-
     def __repr__(self) -> str:
         return f"Client(target={self.target!r}, timeout={self.timeout!r})"
-
-
-def decode_result(response: wasmtube_pb2.CallResponse) -> Any:
-    """Decode a call's JSON result; raise `ResultDecodeError` if it is not JSON."""
-    try:
-        return json.loads(response.json)
-    except json.JSONDecodeError as e:
-        raise ResultDecodeError(
-            f"the result of the call is not valid JSON: {e}", json_text=response.json
-        ) from e

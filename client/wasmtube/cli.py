@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+import grpc
 from google.protobuf.json_format import MessageToDict
 
 from wasmtube import __version__
-from wasmtube._client import DEFAULT_TARGET, Client, decode_result
+from wasmtube._client import Client
 from wasmtube._images import load_image_file
+from wasmtube._requests import DEFAULT_TARGET, decode_result
 from wasmtube.errors import WasmtubeError
 from wasmtube.v1 import wasmtube_pb2
 
@@ -82,26 +84,64 @@ def _fail(message: str) -> NoReturn:
     raise click.exceptions.Exit(EXIT_FAILURE)
 
 
-def _target_option(f: _F) -> _F:
-    return click.option(
+def _connection_options(f: Callable[..., None]) -> Callable[..., None]:
+    """Add --target, --timeout, --token-file and the TLS options to a command,
+    and hand it a `connect()` that opens a Client with them."""
+    file_type = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+    @click.option(
         "--target",
         metavar="ADDR",
         envvar="WASMTUBE_TARGET",
         default=DEFAULT_TARGET,
         show_default=True,
         show_envvar=True,
-        help="The daemon's gRPC address.",
-    )(f)
-
-
-def _timeout_option(f: _F) -> _F:
-    return click.option(
+        help="The daemon's gRPC address: host:port or unix:///path/to.sock.",
+    )
+    @click.option(
         "--timeout",
         metavar="SECONDS",
         type=click.FloatRange(min=0, min_open=True),
         default=None,
         help="Deadline for the request. Default: none.",
-    )(f)
+    )
+    @click.option(
+        "--token-file",
+        type=file_type,
+        envvar="WASMTUBE_TOKEN_FILE",
+        show_envvar=True,
+        help="File holding the daemon's shared token (its --auth-token-file).",
+    )
+    @click.option("--tls-ca", type=file_type, help="Use TLS, trusting these PEM CA certificates.")
+    @click.option("--tls-cert", type=file_type, help="PEM client certificate, for mutual TLS.")
+    @click.option("--tls-key", type=file_type, help="PEM key of --tls-cert.")
+    @functools.wraps(f)
+    def wrapper(
+        target: str,
+        timeout: float | None,
+        token_file: Path | None,
+        tls_ca: Path | None,
+        tls_cert: Path | None,
+        tls_key: Path | None,
+        **kwargs: Any,
+    ) -> None:
+        if (tls_cert is None) != (tls_key is None):
+            raise click.UsageError("--tls-cert and --tls-key go together")
+        credentials = None
+        if tls_ca is not None or tls_cert is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=tls_ca.read_bytes() if tls_ca else None,
+                private_key=tls_key.read_bytes() if tls_key else None,
+                certificate_chain=tls_cert.read_bytes() if tls_cert else None,
+            )
+        token = token_file.read_text().strip() if token_file else None
+
+        def connect() -> Client:
+            return Client(target, timeout=timeout, credentials=credentials, token=token)
+
+        f(connect=connect, **kwargs)
+
+    return wrapper
 
 
 @click.group(
@@ -125,15 +165,13 @@ def cli() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Send this image file, decoded to RGB8, instead of JSON.",
 )
-@_target_option
-@_timeout_option
+@_connection_options
 def call(
     module: str,
     function: str,
     json_text: str | None,
     image_path: Path | None,
-    target: str,
-    timeout: float | None,
+    connect: Callable[[], Client],
 ) -> None:
     """Call FUNCTION of MODULE and print its JSON result on one line.
 
@@ -147,7 +185,7 @@ def call(
         _check_json(document)
 
     try:
-        with Client(target, timeout=timeout) as client:
+        with connect() as client:
             if image_path is None:
                 # The text goes out as typed; parsing was only to catch typos early.
                 result = decode_result(client.call_raw(module, function, document))
@@ -160,13 +198,12 @@ def call(
 
 
 @cli.command()
-@_target_option
-@_timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print the modules as a JSON array.")
-def modules(target: str, timeout: float | None, as_json: bool) -> None:
+@_connection_options
+def modules(as_json: bool, connect: Callable[[], Client]) -> None:
     """List the daemon's modules and their functions."""
     try:
-        with Client(target, timeout=timeout) as client:
+        with connect() as client:
             infos = client.list_modules()
     except WasmtubeError as e:
         _fail(str(e))

@@ -8,6 +8,7 @@ blocks until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -23,8 +24,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from wasmtube.v1 import wasmtube_pb2, wasmtube_pb2_grpc
 
 from .calls import Caller
-from .config import Config, split_host_port
-from .interceptors import UndecodableRequestInterceptor
+from .config import UNIX_PREFIX, Config, split_host_port
+from .interceptors import TokenAuthInterceptor, UndecodableRequestInterceptor
+from .listeners import bind_listeners
 from .loader import DirectoryLoader
 from .metrics import Metrics
 from .registry import ModuleRegistry
@@ -64,7 +66,7 @@ class Daemon:
         self._health = health.HealthServicer()
         self._grpc: grpc.Server | None = None
         self._metrics_http: WSGIServer | None = None
-        self.port = 0
+        self.addresses: list[str] = []
         self.metrics_port = 0
 
     def start(self) -> None:
@@ -106,8 +108,16 @@ class Daemon:
 
     @property
     def address(self) -> str:
-        host, _ = split_host_port(self.config.listen, option="listen")
-        return f"{host}:{self.port}" if ":" not in host else f"[{host}]:{self.port}"
+        """The first address the daemon listens on, with its real port."""
+        return self.addresses[0]
+
+    @property
+    def port(self) -> int:
+        """The port of the first TCP address; 0 if it listens on sockets only."""
+        for address in self.addresses:
+            if not address.startswith(UNIX_PREFIX):
+                return int(address.rpartition(":")[2])
+        return 0
 
     def _start_grpc(self) -> None:
         size = self.config.max_message_size
@@ -124,7 +134,7 @@ class Daemon:
             # Past this many requests in progress, answer RESOURCE_EXHAUSTED at
             # once instead of queueing without bound in the executor.
             maximum_concurrent_rpcs=self.config.max_workers,
-            interceptors=[UndecodableRequestInterceptor()],
+            interceptors=self._interceptors(),
         )
         wasmtube_pb2_grpc.add_WasmtubeServicer_to_server(
             WasmtubeService(
@@ -139,9 +149,24 @@ class Daemon:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(self.config.listen)
+        self.addresses = bind_listeners(server, self.config)
         server.start()
         self._grpc = server
+
+    def _interceptors(self) -> list[grpc.ServerInterceptor]:
+        interceptors: list[grpc.ServerInterceptor] = []
+        token_file = self.config.auth_token_file
+        if token_file is not None:
+            try:
+                token = token_file.read_text().strip()
+            except OSError as e:
+                raise OSError(f"cannot read the auth token file: {e}") from e
+            if not token:
+                raise ValueError(f"the auth token file {token_file} is empty")
+            interceptors.append(TokenAuthInterceptor(token, open_services=(health.SERVICE_NAME,)))
+        # Last, so it wraps the real handlers (and auth refuses first).
+        interceptors.append(UndecodableRequestInterceptor())
+        return interceptors
 
     def _start_metrics(self) -> None:
         if self.config.metrics_listen is None:
@@ -180,7 +205,12 @@ def run(config: Config) -> None:
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if stop_requested.is_set():
+            # A second signal: someone wants out now, running calls or not.
+            log.warning("received %s again, exiting at once", name)
+            os._exit(1)
+        log.info("received %s: draining, running calls get up to %s s", name, config.grace)
         stop_requested.set()
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -8,7 +8,6 @@ this file to build its command group and must stay fast.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 import click
 
-from .config import INSTANCE_POLICIES, WATCH_MODES, Config
+from .config import INSTANCE_POLICIES, LOG_FORMATS, WATCH_MODES, Config
 
 __all__ = ["serve"]
 
@@ -56,6 +55,17 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
 
 
 @click.command()
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="WASMTUBE_CONFIG",
+    show_envvar=True,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, param, value: _load_toml(ctx, value),
+    help='TOML file of options, named as the flags are (listen = ["127.0.0.1:50051"], '
+    "call-timeout = 5, ...); flags and environment variables override it.",
+)
 @_option(
     "--modules",
     "WASMTUBE_MODULES",
@@ -64,7 +74,14 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
     default=None,
     show_default="the bundled example modules",
 )
-@_option("--listen", "WASMTUBE_LISTEN", "gRPC address, host:port.")
+@_option(
+    "--listen",
+    "WASMTUBE_LISTEN",
+    "gRPC address: host:port or unix:///path/to.sock; repeat to listen on several "
+    "(in the environment variable, separate them with spaces).",
+    multiple=True,
+    show_default="127.0.0.1:50051",
+)
 @_option(
     "--metrics-listen",
     "WASMTUBE_METRICS_LISTEN",
@@ -169,25 +186,73 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
     show_default="off",
 )
 @_option(
+    "--grace",
+    "WASMTUBE_GRACE",
+    "Seconds running calls get to finish after SIGTERM or SIGINT; new calls are refused.",
+    type=click.FloatRange(min=0),
+)
+@_option(
+    "--tls-cert",
+    "WASMTUBE_TLS_CERT",
+    "PEM certificate chain: serve TLS on TCP addresses (with --tls-key).",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_default="off",
+)
+@_option(
+    "--tls-key",
+    "WASMTUBE_TLS_KEY",
+    "PEM private key of --tls-cert.",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_default="off",
+)
+@_option(
+    "--tls-client-ca",
+    "WASMTUBE_TLS_CLIENT_CA",
+    "PEM CA certificates: require client certificates they signed (mutual TLS).",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_default="off",
+)
+@_option(
+    "--auth-token-file",
+    "WASMTUBE_AUTH_TOKEN_FILE",
+    "File holding a shared token: calls must send 'authorization: Bearer <token>' "
+    "(health checks need none).",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_default="off",
+)
+@_option(
+    "--log-format",
+    "WASMTUBE_LOG_FORMAT",
+    "plain lines, or json lines for log pipelines.",
+    type=click.Choice(LOG_FORMATS),
+)
+@_option(
     "--log-level",
     "WASMTUBE_LOG_LEVEL",
     "How much to log.",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
 )
 def serve(
-    modules: Path | None, metrics_listen: str, module_policy: tuple[str, ...], **options: Any
+    modules: Path | None,
+    listen: tuple[str, ...],
+    metrics_listen: str,
+    module_policy: tuple[str, ...],
+    **options: Any,
 ) -> None:
-    """Serve the modules in a directory over gRPC, reloading them as files change."""
+    """Serve the modules in a directory over gRPC, reloading them as files change.
+
+    Options come from flags, then WASMTUBE_* environment variables, then the
+    --config TOML file, then the defaults shown.
+    """
     from .app import run
     from .config import BUNDLED_MODULES_DIR
+    from .logs import configure_logging
 
-    logging.basicConfig(
-        level=options["log_level"].upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(options["log_level"], options["log_format"])
     try:
         config = Config(
             modules_dir=modules or BUNDLED_MODULES_DIR,
+            listen=listen or DEFAULTS.listen,
             metrics_listen=None if metrics_listen == "off" else metrics_listen,
             module_policies=_module_policies(module_policy),
             **options,
@@ -199,6 +264,33 @@ def serve(
     except (OSError, RuntimeError) as e:
         # A taken port or a missing directory: say which, without a traceback.
         raise click.ClickException(str(e)) from e
+
+
+def _load_toml(ctx: click.Context, path: Path | None) -> None:
+    """Make the TOML file's values the defaults of this run's options."""
+    if path is None:
+        return
+    import tomllib
+
+    try:
+        table = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise click.BadParameter(f"{path}: {e}", ctx=ctx, param_hint="--config") from e
+    command = ctx.command
+    known = {p.name: p for p in command.params if p.name and p.expose_value}
+    defaults: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise click.BadParameter(
+                f"{path}: unknown option {key!r}; see wasmtube serve --help",
+                ctx=ctx,
+                param_hint="--config",
+            )
+        if known[name].multiple and isinstance(value, str):
+            value = [value]  # `listen = "host:port"` means one address
+        defaults[name] = value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
 def _module_policies(values: tuple[str, ...]) -> dict[str, str]:

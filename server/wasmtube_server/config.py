@@ -10,6 +10,8 @@ __all__ = [
     "BUNDLED_MODULES_DIR",
     "DEFAULT_SEED_OFFSET",
     "INSTANCE_POLICIES",
+    "LOG_FORMATS",
+    "UNIX_PREFIX",
     "WATCH_MODES",
     "Config",
     "split_host_port",
@@ -24,6 +26,8 @@ DEFAULT_SEED_OFFSET = 42
 MIB = 1024 * 1024
 INSTANCE_POLICIES = ("fresh", "pooled")
 WATCH_MODES = ("auto", "events", "poll")
+LOG_FORMATS = ("plain", "json")
+UNIX_PREFIX = "unix://"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +35,9 @@ class Config:
     """Every option of the daemon, with the defaults `wasmtube serve` uses."""
 
     modules_dir: Path = BUNDLED_MODULES_DIR
-    # gRPC address, host:port. Port 0 picks a free port (see Daemon.port).
-    listen: str = "127.0.0.1:50051"
+    # gRPC addresses: host:port (port 0 picks a free port, see Daemon.port)
+    # and/or unix:///path/to.sock. A single string is one address.
+    listen: tuple[str, ...] | str = ("127.0.0.1:50051",)
     # Prometheus /metrics address, host:port; None disables the endpoint.
     metrics_listen: str | None = "127.0.0.1:9464"
     # Offset in linear memory where seed-ABI input is written and output read.
@@ -71,14 +76,27 @@ class Config:
     cache_dir: Path | None = None
     # Largest gRPC message accepted or sent.
     max_message_size: int = 64 * MIB
-    # Seconds running calls get to finish on shutdown.
-    grace: float = 5.0
+    # Seconds running calls get to finish on shutdown (SIGTERM, SIGINT).
+    grace: float = 10.0
+    # TLS for TCP listeners: certificate chain and key (PEM files); with
+    # tls_client_ca, clients must present a certificate it signed (mutual TLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # A file holding a shared token; calls must send `authorization: Bearer <token>`.
+    auth_token_file: Path | None = None
     log_level: str = "info"
+    # "plain" lines for people, "json" lines for log pipelines.
+    log_format: str = "plain"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modules_dir", Path(self.modules_dir))
-        if self.cache_dir is not None:
-            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        if isinstance(self.listen, str):
+            object.__setattr__(self, "listen", (self.listen,))
+        for name in ("cache_dir", "tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
         if self.seed_offset < 0:
             raise ValueError(f"seed_offset must be >= 0, got {self.seed_offset}")
         if self.max_workers < 1:
@@ -109,7 +127,21 @@ class Config:
                     f"instance policy for {name} must be one of {', '.join(INSTANCE_POLICIES)}, "
                     f"got {policy!r}"
                 )
-        split_host_port(self.listen, option="listen")
+        if not self.listen:
+            raise ValueError("listen needs at least one address")
+        for address in self.listen:
+            if not address.startswith(UNIX_PREFIX):
+                split_host_port(address, option="listen")
+            elif len(address) == len(UNIX_PREFIX):
+                raise ValueError(f"listen {address!r} names no socket path")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+        if self.grace < 0:
+            raise ValueError(f"grace must be >= 0 seconds, got {self.grace}")
         if self.metrics_listen is not None:
             split_host_port(self.metrics_listen, option="metrics_listen")
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
-__all__ = ["UndecodableRequestInterceptor"]
+__all__ = ["TokenAuthInterceptor", "UndecodableRequestInterceptor"]
 
 
 class _Undecodable:
@@ -61,3 +62,51 @@ class UndecodableRequestInterceptor(grpc.ServerInterceptor):
             request_deserializer=lenient_parse,
             response_serializer=handler.response_serializer,
         )
+
+
+class TokenAuthInterceptor(grpc.ServerInterceptor):
+    """Refuse calls without `authorization: Bearer <token>`, before any handler runs.
+
+    The health service stays open: the kubelet's gRPC probes cannot send a
+    token, and health tells nothing about the modules.
+    """
+
+    def __init__(self, token: str, open_services: tuple[str, ...]) -> None:
+        self._expected = f"Bearer {token}".encode()
+        self._open_prefixes = tuple(f"/{service}/" for service in open_services)
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        if handler_call_details.method.startswith(self._open_prefixes):
+            return continuation(handler_call_details)
+        sent = dict(handler_call_details.invocation_metadata or ()).get("authorization")
+        if isinstance(sent, str) and hmac.compare_digest(sent.encode(), self._expected):
+            return continuation(handler_call_details)
+        message = (
+            "missing authorization metadata: send 'authorization: Bearer <token>'"
+            if sent is None
+            else "the bearer token is not the one this daemon accepts"
+        )
+        return _refusal(
+            grpc.StatusCode.UNAUTHENTICATED, message, continuation(handler_call_details)
+        )
+
+
+def _refusal(
+    code: grpc.StatusCode, message: str, handler: grpc.RpcMethodHandler | None
+) -> grpc.RpcMethodHandler:
+    """A handler that answers `code` at once, shaped like the one it replaces."""
+
+    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+
+    if handler is not None and handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(refuse)
+    if handler is not None and handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(refuse)
+    if handler is not None and handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    return grpc.unary_unary_rpc_method_handler(refuse)

@@ -65,9 +65,25 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             log.exception("call %s.%s failed unexpectedly", module_label, function_label)
             context.abort(code, f"internal error in wasmtube: {type(e).__name__}: {e}")
         finally:
-            self._metrics.call_finished(
-                module_label, function_label, code.name, time.perf_counter() - started
-            )
+            seconds = time.perf_counter() - started
+            self._metrics.call_finished(module_label, function_label, code.name, seconds)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "call %s.%s %s %.3f ms",
+                    request.module[:64],
+                    request.function[:64],
+                    code.name,
+                    seconds * 1000,
+                    # One field, since LogRecord already has a `module` attribute.
+                    extra={
+                        "call": {
+                            "module": request.module[:64],
+                            "function": request.function[:64],
+                            "status": code.name,
+                            "duration_ms": round(seconds * 1000, 3),
+                        }
+                    },
+                )
 
     def _budget(self, context: grpc.ServicerContext) -> float:
         """Seconds this call may take: the caller's deadline, capped by ours."""
