@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,6 +23,22 @@ from wasmtube_server import BUNDLED_MODULES_DIR, Config, Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_WASM = BUNDLED_MODULES_DIR / "wasm_test.wasm"
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: all held open while choosing, so none repeats."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 def wat(text: str) -> bytes:
@@ -143,12 +160,9 @@ def start_daemon() -> Iterator[Callable[..., RunningDaemon]]:
 
     def start(modules_dir: Path, **options: Any) -> RunningDaemon:
         options.setdefault("reload_debounce", 0.05)
-        config = Config(
-            modules_dir=modules_dir,
-            listen="127.0.0.1:0",
-            metrics_listen="127.0.0.1:0",
-            **options,
-        )
+        options.setdefault("listen", "127.0.0.1:0")
+        options.setdefault("metrics_listen", "127.0.0.1:0")
+        config = Config(modules_dir=modules_dir, **options)
         registry = CollectorRegistry()
         daemon = Daemon(config, registry=registry)
         daemon.start()

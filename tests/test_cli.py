@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from PIL import Image
 
 import wasmtube
-from conftest import RunningDaemon, wait_until
+from conftest import RunningDaemon, free_ports, wait_until
 
 WASMTUBE = [sys.executable, "-m", "wasmtube.cli"]
 
@@ -78,17 +77,11 @@ def test_invalid_json_argument_is_a_usage_error(guest_daemon: RunningDaemon) -> 
     assert "JSON" in done.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_runs_the_daemon_and_stops_on_sigterm(modules_dir: Path) -> None:
     from conftest import GUEST_WASM
 
     (modules_dir / "echoer.wasm").write_bytes(GUEST_WASM.read_bytes())
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     daemon = subprocess.Popen(
         [
             *WASMTUBE,

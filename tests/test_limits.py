@@ -174,3 +174,23 @@ def test_stack_overflow_is_a_trap(start_hog) -> None:
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
+
+
+def test_stopping_the_daemon_interrupts_running_guests(start_hog) -> None:
+    daemon = start_hog(call_timeout=600)
+    looping = threading.Thread(target=lambda: rpc_error(lambda: daemon.call("hog", "forever")))
+    looping.start()
+    wait_until(lambda: daemon.metric("wasmtube_calls_running", module="hog") == 1)
+    daemon.close()  # grace 1 s, then whatever still runs is stopped
+    looping.join(timeout=10)
+    wait_until(
+        lambda: (
+            daemon.registry.get_sample_value(
+                "wasmtube_traps_total",
+                {"module": "hog", "function": "forever", "reason": "timeout"},
+            )
+            == 1
+        ),
+        timeout=10,
+        what="the guest to be interrupted",
+    )

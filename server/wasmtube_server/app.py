@@ -25,6 +25,7 @@ from wasmtube.v1 import wasmtube_pb2, wasmtube_pb2_grpc
 
 from .calls import Caller
 from .config import UNIX_PREFIX, Config, split_host_port
+from .drain import Drain
 from .interceptors import TokenAuthInterceptor, UndecodableRequestInterceptor
 from .listeners import bind_listeners
 from .loader import DirectoryLoader
@@ -64,6 +65,7 @@ class Daemon:
             target=self._load_directory, name="wasmtube-initial-load", daemon=True
         )
         self._health = health.HealthServicer()
+        self._drain = Drain()
         self._grpc: grpc.Server | None = None
         self._metrics_http: WSGIServer | None = None
         self.addresses: list[str] = []
@@ -142,6 +144,7 @@ class Daemon:
                 Caller(self.modules, self.config.seed_offset),
                 self.metrics,
                 self.config.call_timeout,
+                self._drain,
             ),
             server,
         )
@@ -177,11 +180,22 @@ class Daemon:
         self.metrics_port = http_server.server_port
 
     def stop(self, grace: float | None = None) -> None:
-        """Refuse new calls, let running ones finish within `grace`, free everything."""
+        """Refuse new calls, let running ones finish within `grace`, free everything.
+
+        While draining, health says NOT_SERVING and new calls get UNAVAILABLE;
+        calls still running when the grace period ends are cancelled.
+        """
+        grace = self.config.grace if grace is None else grace
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._drain.start()
         if self._grpc is not None:
-            self._grpc.stop(self.config.grace if grace is None else grace).wait()
+            if not self._drain.wait_idle(grace):
+                log.warning(
+                    "%d calls still running after %s s; cancelling them", self._drain.running, grace
+                )
+            self._grpc.stop(0).wait()
+            log.info("stopped")
         self._watcher.stop()
         if self._loading.is_alive():
             self._loading.join(timeout=5)

@@ -13,6 +13,7 @@ import grpc
 
 __all__ = [
     "CallTimedOut",
+    "Draining",
     "FunctionNotCallable",
     "FunctionNotFound",
     "GuestFuelExhausted",
@@ -113,6 +114,12 @@ class ModuleBusy(WasmtubeError):
 
 class StillLoading(WasmtubeError):
     """The daemon is still loading its module directory after starting."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class Draining(WasmtubeError):
+    """The daemon is shutting down: running calls finish, new ones are refused."""
 
     grpc_code = grpc.StatusCode.UNAVAILABLE
 

@@ -30,7 +30,8 @@ class ConcurrencyLimiter:
         self._running = 0
         self._waiting = 0
         self._changed = threading.Condition()
-        # Children of the labelled gauges, for this module.
+        # Labelled gauges; this module's series appear with its first call, so
+        # a module that never loaded never gets one.
         self._running_gauge = running
         self._waiting_gauge = waiting
 
@@ -44,13 +45,14 @@ class ConcurrencyLimiter:
             if self._running >= self._max_running:
                 self._wait(deadline)
             self._running += 1
-            self._running_gauge.set(self._running)
+            self._running_gauge.labels(self._name).set(self._running)
+            self._waiting_gauge.labels(self._name).set(self._waiting)
         try:
             yield
         finally:
             with self._changed:
                 self._running -= 1
-                self._running_gauge.set(self._running)
+                self._running_gauge.labels(self._name).set(self._running)
                 self._changed.notify()
 
     def _wait(self, deadline: float) -> None:
@@ -61,14 +63,14 @@ class ConcurrencyLimiter:
                 f"--module-queue); retry with backoff"
             )
         self._waiting += 1
-        self._waiting_gauge.set(self._waiting)
+        self._waiting_gauge.labels(self._name).set(self._waiting)
         try:
             free = self._changed.wait_for(
                 lambda: self._running < self._max_running, max(0.0, deadline - time.monotonic())
             )
         finally:
             self._waiting -= 1
-            self._waiting_gauge.set(self._waiting)
+            self._waiting_gauge.labels(self._name).set(self._waiting)
         if not free:
             raise CallTimedOut(
                 f"the deadline passed while waiting for a free instance of module "

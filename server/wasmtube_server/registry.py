@@ -208,8 +208,8 @@ class ModuleRegistry:
                 name,
                 self._config.module_concurrency,
                 self._config.module_queue,
-                self._metrics.calls_running.labels(name),
-                self._metrics.calls_waiting.labels(name),
+                self._metrics.calls_running,
+                self._metrics.calls_waiting,
             )
             entry = self._entries[name] = _Entry(limiter)
         return entry

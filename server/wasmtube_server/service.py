@@ -12,6 +12,7 @@ from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 
 from .calls import Caller
+from .drain import Drain
 from .errors import GuestTrap, WasmtubeError
 from .metrics import UNKNOWN_LABEL, Metrics
 from .registry import ModuleRegistry, ModuleStatus
@@ -23,12 +24,18 @@ log = logging.getLogger(__name__)
 
 class WasmtubeService(pb_grpc.WasmtubeServicer):
     def __init__(
-        self, registry: ModuleRegistry, caller: Caller, metrics: Metrics, call_timeout: float
+        self,
+        registry: ModuleRegistry,
+        caller: Caller,
+        metrics: Metrics,
+        call_timeout: float,
+        drain: Drain,
     ) -> None:
         self._registry = registry
         self._caller = caller
         self._metrics = metrics
         self._call_timeout = call_timeout
+        self._drain = drain
 
     def Call(self, request: pb.CallRequest, context: grpc.ServicerContext) -> pb.CallResponse:
         started = time.perf_counter()
@@ -41,7 +48,8 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             module_label = module.name
             function = self._caller.function(request, module)
             function_label = function.name
-            result = self._caller.call(request, module, function, deadline)
+            with self._drain.call():
+                result = self._caller.call(request, module, function, deadline)
             return pb.CallResponse(
                 json=result.json,
                 module_sha256=result.module.sha256,

@@ -78,6 +78,14 @@ class Runtime:
         self._ticker.start()
 
     def stop(self) -> None:
+        """Stop the ticker, and first interrupt every guest still running.
+
+        Without ticks no deadline would ever pass: a guest in an endless loop
+        would spin on after shutdown. Advancing the epoch past the longest
+        deadline any Store can have makes each of them trap at once.
+        """
+        for _ in range(math.ceil(self.limits.call_timeout / TICK_SECONDS) + 2):
+            self.engine.increment_epoch()
         self._stop.set()
         if self._ticker.is_alive():
             self._ticker.join(timeout=1)

@@ -1,0 +1,949 @@
+"""deploy/: the Dockerfile, the Kubernetes manifests and the Grafana dashboard,
+checked offline against the daemon they deploy.
+
+- Every Kubernetes object validates against the API schema of Kubernetes
+  1.30 (and of the newest version kubernetes-validate ships), strictly, so a
+  misspelt field fails. 1.30 is the oldest version the manifests support:
+  native sidecars (an init container with `restartPolicy: Always`) are on by
+  default from 1.29, gRPC probes are GA from 1.27.
+- The kustomizations are rendered here, offline, by a small renderer of the
+  few kustomize features they use (no kustomize binary is needed). Where
+  `kubectl` is on PATH, its built-in kustomize must render the same objects.
+- Ports, paths, env var names, probe services and the grace period are read
+  from the daemon itself (Config defaults, the click command's env vars, the
+  gRPC service descriptor), and the sidecar's exact settings start a real
+  daemon, so a renamed variable or a changed default fails here.
+- Every metric, label and PromQL expression of the dashboard is checked
+  against the /metrics page of a real daemon and parsed by promtool.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import http.server
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import grpc
+import kubernetes_validate
+import pytest
+import wasmtime
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import GUEST_WASM, ROOT, RunningDaemon, deploy, free_ports, json_module, wait_until
+from wasmtube.v1 import wasmtube_pb2 as pb
+from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
+from wasmtube_server.cli import serve
+from wasmtube_server.config import Config
+
+DEPLOY = ROOT / "deploy"
+BASE = DEPLOY / "base"
+EMPTYDIR = DEPLOY / "overlays" / "emptydir"
+MONITORING = DEPLOY / "monitoring"
+KUSTOMIZATIONS = [BASE, EMPTYDIR, MONITORING]
+APP_VARIANTS = [BASE, EMPTYDIR]
+DASHBOARD = MONITORING / "grafana-dashboard.json"
+DOCKERFILE = DEPLOY / "Dockerfile"
+
+# The oldest Kubernetes the manifests are for, and the newest schema shipped.
+KUBERNETES_VERSION = "1.30"
+KUBERNETES_VERSIONS = sorted({KUBERNETES_VERSION, kubernetes_validate.latest_version()})
+
+# The service the daemon registers; its health status is SERVING once the
+# module directory has loaded. "" is the server as a whole.
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Wasmtube"].full_name
+DEFAULTS = Config()
+# Every WASMTUBE_* variable `wasmtube serve` reads, and the option it sets.
+ENVVARS = {
+    envvar: param.name
+    for param in serve.params
+    for envvar in ([param.envvar] if isinstance(param.envvar, str) else list(param.envvar or []))
+}
+SIDECAR = "wasmtube"
+APP = "app"
+
+
+# -- reading the manifests ---------------------------------------------------
+
+
+def load_yaml(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def kustomization(directory: Path) -> dict[str, Any]:
+    (doc,) = load_yaml(directory / "kustomization.yaml")
+    return doc
+
+
+# The kustomize fields the offline renderer understands; a kustomization
+# using any other fails here rather than being rendered wrongly.
+RENDERED_FIELDS = {
+    "apiVersion",
+    "kind",
+    "resources",
+    "configMapGenerator",
+    "generatorOptions",
+    "patches",
+}
+
+
+@functools.cache
+def _render(directory: Path) -> str:
+    k = kustomization(directory)
+    unknown = set(k) - RENDERED_FIELDS
+    assert not unknown, f"{directory}: the offline renderer does not do {sorted(unknown)}"
+    assert k["kind"] == "Kustomization"
+    docs: list[dict[str, Any]] = []
+    for entry in k.get("resources", []):
+        path = (directory / entry).resolve()
+        assert path.exists(), f"{directory}/kustomization.yaml: resource {entry} does not exist"
+        docs += json.loads(_render(path)) if path.is_dir() else load_yaml(path)
+    if k.get("configMapGenerator"):
+        # No hash suffix: an updated ConfigMap must update mounted files in
+        # place (hot reload), not roll out new pods under a new name.
+        assert k.get("generatorOptions", {}).get("disableNameSuffixHash") is True, directory
+    for generator in k.get("configMapGenerator", []):
+        docs.append(generate_config_map(directory, generator))
+    for patch in k.get("patches", []):
+        docs = apply_patch(directory, patch, docs)
+    return json.dumps(docs)
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize directory` outputs (a fresh copy)."""
+    return json.loads(_render(directory.resolve()))
+
+
+def inside(directory: Path, entry: str) -> Path:
+    """A file a kustomization names, which kustomize only reads below its root."""
+    path = (directory / entry).resolve()
+    assert path.is_relative_to(directory.resolve()), f"{entry} is outside {directory}"
+    assert path.is_file(), f"{directory}/kustomization.yaml: {entry} does not exist"
+    return path
+
+
+def generate_config_map(directory: Path, generator: dict[str, Any]) -> dict[str, Any]:
+    assert set(generator) <= {"name", "files", "options"}, generator
+    data: dict[str, str] = {}
+    binary: dict[str, str] = {}
+    for entry in generator["files"]:
+        key, _, name = entry.rpartition("=")
+        path = inside(directory, name)
+        content = path.read_bytes()
+        try:
+            data[key or path.name] = content.decode()
+        except UnicodeDecodeError:
+            binary[key or path.name] = base64.b64encode(content).decode()
+    metadata: dict[str, Any] = {"name": generator["name"]}
+    if labels := generator.get("options", {}).get("labels"):
+        metadata["labels"] = labels
+    config_map: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
+    if data:
+        config_map["data"] = data
+    if binary:
+        config_map["binaryData"] = binary
+    return config_map
+
+
+def apply_patch(
+    directory: Path, patch: dict[str, Any], docs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    assert set(patch) <= {"path", "target"}, patch
+    (content,) = load_yaml(inside(directory, patch["path"]))
+    if isinstance(content, list):  # a JSON patch, on the target
+        target = patch["target"]
+        matched = [d for d in docs if matches(d, target)]
+        assert len(matched) == 1, f"{patch['path']}: target {target} matches {len(matched)}"
+        for operation in content:
+            json_patch(matched[0], operation)
+        return docs
+    # A strategic merge patch: only deleting a whole object is done here.
+    assert content.pop("$patch", None) == "delete", f"{patch['path']}: unsupported patch"
+    kept = [d for d in docs if not same_object(d, content)]
+    assert len(kept) == len(docs) - 1, f"{patch['path']} deletes nothing"
+    return kept
+
+
+def matches(doc: dict[str, Any], target: dict[str, Any]) -> bool:
+    group, _, version = doc["apiVersion"].rpartition("/")
+    return (
+        doc["kind"] == target["kind"]
+        and doc["metadata"]["name"] == target["name"]
+        and target.get("group", group) == group
+        and target.get("version", version) == version
+    )
+
+
+def same_object(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (a["apiVersion"], a["kind"], a["metadata"]["name"]) == (
+        b["apiVersion"],
+        b["kind"],
+        b["metadata"]["name"],
+    )
+
+
+def json_patch(doc: Any, operation: dict[str, Any]) -> None:
+    """One RFC 6902 operation: add, remove, replace or test."""
+    *parents, last = [
+        part.replace("~1", "/").replace("~0", "~") for part in operation["path"].split("/")[1:]
+    ]
+    for part in parents:
+        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
+    op = operation["op"]
+    if isinstance(doc, list):
+        index = len(doc) if last == "-" else int(last)
+        assert 0 <= index <= len(doc) - (op != "add"), f"{operation['path']} is out of range"
+    else:
+        index = last
+    value = copy.deepcopy(operation.get("value"))
+    if op == "test":
+        assert doc[index] == value, f"JSON patch test failed at {operation['path']}"
+    elif op == "add" and isinstance(doc, list):
+        doc.insert(index, value)
+    elif op in ("add", "replace"):
+        doc[index] = value
+    elif op == "remove":
+        del doc[index]
+    else:
+        raise AssertionError(f"unsupported JSON patch operation {op}")
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return find(docs, "Deployment")["spec"]["template"]["spec"]
+
+
+def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == name]
+    return found
+
+
+def env(c: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in c.get("env", [])}
+
+
+def volume(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [v for v in spec["volumes"] if v["name"] == name]
+    return found
+
+
+def mount_of(c: dict[str, Any], path: str) -> dict[str, Any]:
+    found = [m for m in c.get("volumeMounts", []) if m["mountPath"] == path]
+    assert len(found) == 1, f"container {c['name']} mounts nothing at {path}"
+    return found[0]
+
+
+def port(address: str) -> int:
+    host, _, number = address.rpartition(":")
+    assert host and number.isdigit(), f"{address!r} is not host:port"
+    return int(number)
+
+
+def default_port(value: str | tuple[str, ...] | None) -> int:
+    """The port of a Config default address (listen is one or a tuple of them)."""
+    assert value is not None
+    return port(value if isinstance(value, str) else value[0])
+
+
+def config_map_files(config_map: dict[str, Any]) -> dict[str, bytes]:
+    files = {k: v.encode() for k, v in config_map.get("data", {}).items()}
+    files.update({k: base64.b64decode(v) for k, v in config_map.get("binaryData", {}).items()})
+    return files
+
+
+# -- kustomizations and schemas ----------------------------------------------
+
+
+def test_every_manifest_file_belongs_to_a_kustomization() -> None:
+    """No YAML file in deploy/ escapes the checks below."""
+    used = set()
+    for directory in KUSTOMIZATIONS:
+        k = kustomization(directory)
+        used.add((directory / "kustomization.yaml").resolve())
+        for entry in k.get("resources", []) + [p["path"] for p in k.get("patches", [])]:
+            path = directory / entry
+            assert path.exists(), f"{directory}/kustomization.yaml names missing {entry}"
+            used.add(path.resolve() if path.is_file() else path.resolve() / "kustomization.yaml")
+    found = {p.resolve() for p in DEPLOY.rglob("*.y*ml")}
+    assert found - used == set(), "YAML files that no kustomization uses"
+    assert {d.resolve() / "kustomization.yaml" for d in KUSTOMIZATIONS} == {
+        p.resolve() for p in DEPLOY.rglob("kustomization.yaml")
+    }
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda d: d.name)
+@pytest.mark.parametrize("k8s_version", KUBERNETES_VERSIONS)
+def test_rendered_objects_validate(directory: Path, k8s_version: str) -> None:
+    docs = render(directory)
+    assert docs
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            # A CRD: kubernetes-validate has schemas for the built-in APIs
+            # only, so the PodMonitor is checked by check_pod_monitor.
+            check_pod_monitor(doc)
+            continue
+        try:
+            kubernetes_validate.validate(doc, k8s_version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            where = "/".join(str(p) for p in e.path)
+            pytest.fail(f"{doc['kind']} {doc['metadata']['name']}: {where}: {e.message}")
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda d: d.name)
+def test_offline_render_equals_kubectl_kustomize(directory: Path) -> None:
+    """The renderer above agrees with kustomize itself, where kubectl is
+    installed (kubectl has kustomize built in); elsewhere the offline render
+    is what every other test checks."""
+    docs = render(directory)
+    assert len({(d["kind"], d["metadata"]["name"]) for d in docs}) == len(docs)
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return
+    output = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+    )
+    assert output.returncode == 0, output.stderr
+
+    def normal(objects: list[dict[str, Any]]) -> list[Any]:
+        for doc in objects:
+            for key, value in doc.get("binaryData", {}).items():
+                doc["binaryData"][key] = base64.b64decode(value)
+        return sorted(objects, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+    assert normal(docs) == normal(list(yaml.safe_load_all(output.stdout)))
+
+
+# -- the pod: wasmtube as a native sidecar, checked against the daemon --------
+
+
+@pytest.mark.parametrize("directory", APP_VARIANTS, ids=lambda d: d.name)
+def test_sidecar_settings_match_the_daemon(directory: Path) -> None:
+    spec = pod_spec(render(directory))
+    assert SIDECAR not in [c["name"] for c in spec["containers"]]
+    sidecar = container(spec, SIDECAR)
+    assert sidecar.get("restartPolicy") == "Always", "not a native sidecar"
+    assert "command" not in sidecar, "the image's ENTRYPOINT (wasmtube serve) must run"
+    assert sidecar["image"].rpartition(":")[2] == package_version("wasmtube")
+    settings = env(sidecar)
+    unknown = set(settings) - set(ENVVARS)
+    assert not unknown, f"wasmtube serve reads no {sorted(unknown)}"
+
+    # gRPC: the listen address, the named port and every probe agree with
+    # the daemon's default port; the app connects to it over loopback.
+    grpc_port = default_port(DEFAULTS.listen)
+    addresses = shlex.split(settings["WASMTUBE_LISTEN"])
+    assert f"0.0.0.0:{grpc_port}" in addresses, "the kubelet probes the pod IP"
+    ports = {p["name"]: p["containerPort"] for p in sidecar["ports"]}
+    assert ports["grpc"] == grpc_port
+    assert env(container(spec, APP))["WASMTUBE_TARGET"] == f"127.0.0.1:{grpc_port}"
+
+    metrics_port = default_port(DEFAULTS.metrics_listen)
+    assert settings["WASMTUBE_METRICS_LISTEN"] == f"0.0.0.0:{metrics_port}"
+    assert ports["metrics"] == metrics_port
+
+    probes = {kind: sidecar[f"{kind}Probe"] for kind in ("startup", "readiness", "liveness")}
+    for kind, probe in probes.items():
+        assert probe["grpc"]["port"] == grpc_port, kind
+    # NOT_SERVING while the directory loads: only the startupProbe runs then,
+    # with room for a slow first compile.
+    assert probes["startup"]["grpc"]["service"] == SERVICE_NAME
+    startup = probes["startup"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+    assert probes["readiness"]["grpc"]["service"] == SERVICE_NAME
+    assert probes["liveness"]["grpc"]["service"] in ("", SERVICE_NAME)
+
+    # Running calls get --grace seconds after SIGTERM; the pod must allow more.
+    grace = float(settings.get("WASMTUBE_GRACE", DEFAULTS.grace))
+    assert spec["terminationGracePeriodSeconds"] > grace + 5
+
+    # Modules: the whole volume at the modules directory (a subPath mount
+    # never sees updates); the compiled-module cache on a writable emptyDir.
+    modules = mount_of(sidecar, settings["WASMTUBE_MODULES"])
+    assert "subPath" not in modules and "subPathExpr" not in modules
+    cache = mount_of(sidecar, settings["WASMTUBE_CACHE_DIR"])
+    assert "emptyDir" in volume(spec, cache["name"])
+    assert not cache.get("readOnly")
+    mounted = {
+        m["name"]
+        for c in spec.get("initContainers", []) + spec["containers"]
+        for m in c.get("volumeMounts", [])
+    }
+    assert mounted == {v["name"] for v in spec["volumes"]}, "unused or undefined volumes"
+
+
+@pytest.mark.parametrize("directory", APP_VARIANTS, ids=lambda d: d.name)
+def test_every_container_is_locked_down_and_sized(directory: Path) -> None:
+    spec = pod_spec(render(directory))
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        security = c["securityContext"]
+        assert security["runAsNonRoot"] is True, c["name"]
+        assert security["runAsUser"] > 0, c["name"]
+        assert security["readOnlyRootFilesystem"] is True, c["name"]
+        assert security["allowPrivilegeEscalation"] is False, c["name"]
+        assert security["capabilities"]["drop"] == ["ALL"], c["name"]
+        assert security["seccompProfile"]["type"] == "RuntimeDefault", c["name"]
+        assert {"cpu", "memory"} <= set(c["resources"]["requests"]), c["name"]
+        assert "memory" in c["resources"]["limits"], c["name"]
+    # The image's user, so the files it made (/modules, the cache) are its own.
+    sidecar = container(spec, SIDECAR)["securityContext"]
+    assert f"{sidecar['runAsUser']}:{sidecar['runAsGroup']}" == dockerfile_user()
+
+
+def test_base_serves_modules_from_a_config_map() -> None:
+    docs = render(BASE)
+    spec = pod_spec(docs)
+    sidecar = container(spec, SIDECAR)
+    modules = mount_of(sidecar, env(sidecar)["WASMTUBE_MODULES"])
+    source = volume(spec, modules["name"])["configMap"]
+    # Every key is a module file; no `items` list, so new keys appear too.
+    assert "items" not in source
+    files = config_map_files(find(docs, "ConfigMap", source["name"]))
+    assert files and all(re.fullmatch(r"[A-Za-z0-9_.-]+\.wasm", key) for key in files)
+    # The whole ConfigMap, base64 included, within Kubernetes' 1 MiB.
+    assert len(json.dumps(find(docs, "ConfigMap", source["name"]))) < 1_000_000
+
+
+def test_example_module_is_built_from_its_source() -> None:
+    wat = (BASE / "modules" / "hello.wat").read_text()
+    assert (BASE / "modules" / "hello.wasm").read_bytes() == wasmtime.wat2wasm(wat), (
+        "rebuild deploy/base/modules/hello.wasm: see hello.wat"
+    )
+
+
+# -- the image ---------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs. As Docker does, comment lines go first
+    (a trailing backslash in a comment continues nothing), then lines ending
+    in a backslash are joined to the next."""
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if line.strip()]
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    instructions = []
+    for line in re.sub(r"\\\n", " ", text).splitlines():
+        keyword, _, arguments = line.strip().partition(" ")
+        instructions.append((keyword.upper(), " ".join(arguments.split())))
+    return instructions
+
+
+def final_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def dockerfile_env() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for keyword, arguments in final_stage():
+        if keyword == "ENV":
+            values.update(item.split("=", 1) for item in shlex.split(arguments))
+    return values
+
+
+def dockerfile_user() -> str:
+    (user,) = [arguments for keyword, arguments in final_stage() if keyword == "USER"]
+    return user
+
+
+def test_dockerfile_matches_the_daemon() -> None:
+    instructions = dockerfile_instructions()
+    stages = [arguments for keyword, arguments in instructions if keyword == "FROM"]
+    assert len(stages) >= 2, "multi-stage: build in one stage, run in a slim one"
+    assert stages[-1] == "python:3.11-slim"
+    builder = stages[0].split()[-1]
+    final = final_stage()
+    copies = [arguments for keyword, arguments in final if keyword == "COPY"]
+    assert copies == [f"--from={builder} /opt/wasmtube /opt/wasmtube"], "only the venv"
+    assert not [a for k, a in final if k in ("ADD", "ARG")]
+
+    # The builder installs the repository's package with the server extra.
+    runs = " ".join(
+        a for k, a in instructions[: instructions.index(("FROM", stages[-1]))] if k == "RUN"
+    )
+    assert "install '.[server]'" in runs
+
+    # A numeric user that is not root, so runAsNonRoot can check it.
+    uid, _, gid = dockerfile_user().partition(":")
+    assert uid.isdigit() and int(uid) > 0 and gid.isdigit()
+
+    values = dockerfile_env()
+    assert "/opt/wasmtube/bin" in values["PATH"].split(":")
+    settings = {k: v for k, v in values.items() if k.startswith("WASMTUBE_")}
+    assert set(settings) <= set(ENVVARS), f"wasmtube serve reads no {set(settings) - set(ENVVARS)}"
+    assert settings["WASMTUBE_LISTEN"] == f"0.0.0.0:{default_port(DEFAULTS.listen)}"
+    assert settings["WASMTUBE_METRICS_LISTEN"] == (
+        f"0.0.0.0:{default_port(DEFAULTS.metrics_listen)}"
+    )
+    (volumes,) = [json.loads(a) for k, a in final if k == "VOLUME"]
+    assert sorted(volumes) == sorted([settings["WASMTUBE_MODULES"], settings["WASMTUBE_CACHE_DIR"]])
+    (exposed,) = [a.split() for k, a in final if k == "EXPOSE"]
+    assert sorted(int(p) for p in exposed) == sorted(
+        [default_port(DEFAULTS.listen), default_port(DEFAULTS.metrics_listen)]
+    )
+    (entrypoint,) = [json.loads(a) for k, a in final if k == "ENTRYPOINT"]
+    assert entrypoint == ["wasmtube", "serve"]
+    assert not [a for k, a in final if k == "CMD"]
+
+    # Kubernetes and the image agree on where things are.
+    sidecar = container(pod_spec(render(BASE)), SIDECAR)
+    for name in ("WASMTUBE_MODULES", "WASMTUBE_CACHE_DIR"):
+        assert env(sidecar)[name] == settings[name]
+
+
+def test_docker_build_context_has_what_the_package_needs() -> None:
+    """The builder copies only some files (and Dockerfile.dockerignore keeps
+    the rest out): they must hold everything pyproject.toml builds from."""
+    copied = set()
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "COPY" and not arguments.startswith("--from"):
+            copied.update(arguments.split()[:-1])
+    ignore = [
+        line.strip()
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    # An allow-list: everything is left out, then each copied path let in.
+    assert ignore[0] == "*"
+    for path in copied:
+        assert f"!{path}" in ignore, f"Dockerfile.dockerignore leaves out {path}"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    needed = {"pyproject.toml", project["project"]["readme"]}
+    needed.update(project["tool"]["setuptools"]["packages"]["find"]["where"])
+    assert needed <= copied
+    for path in copied:
+        assert (ROOT / path).exists(), path
+
+
+# -- the sidecar's exact settings start a real daemon -------------------------
+
+
+def health(channel: grpc.Channel, service: str) -> int:
+    request = health_pb2.HealthCheckRequest(service=service)
+    return health_pb2_grpc.HealthStub(channel).Check(request, timeout=2).status
+
+
+def test_image_and_sidecar_settings_run_the_daemon(tmp_path: Path) -> None:
+    """What the container runs: the image's ENTRYPOINT and ENV, overridden by
+    the pod's env, with the ConfigMap's modules mounted. Only the mount paths
+    (to temporary directories) and the ports (to free loopback ports) change."""
+    docs = render(BASE)
+    spec = pod_spec(docs)
+    sidecar = container(spec, SIDECAR)
+    settings = {k: v for k, v in dockerfile_env().items() if k.startswith("WASMTUBE_")}
+    settings.update(env(sidecar))
+
+    mounts = {}
+    for mount in sidecar["volumeMounts"]:
+        mounts[mount["mountPath"]] = tmp_path / mount["name"]
+        mounts[mount["mountPath"]].mkdir()
+        source = volume(spec, mount["name"])
+        if "configMap" in source:
+            config_map = find(docs, "ConfigMap", source["configMap"]["name"])
+            for key, data in config_map_files(config_map).items():
+                (mounts[mount["mountPath"]] / key).write_bytes(data)
+    # Every path setting must be on a mounted volume (no root filesystem to
+    # write to); each becomes that volume's temporary directory here.
+    for name, value in settings.items():
+        assert not value.startswith("/") or value in mounts, f"{name}={value} is not mounted"
+    settings = {k: str(mounts.get(v, v)) for k, v in settings.items()}
+    grpc_port, metrics_port = free_ports(2)
+    settings["WASMTUBE_LISTEN"] = f"127.0.0.1:{grpc_port}"
+    settings["WASMTUBE_METRICS_LISTEN"] = f"127.0.0.1:{metrics_port}"
+
+    (entrypoint,) = [json.loads(a) for k, a in final_stage() if k == "ENTRYPOINT"]
+    program = Path(sys.executable).parent / entrypoint[0]
+    assert program.exists(), f"{program}: install the package (pip install -e '.[dev]')"
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith("WASMTUBE_")}
+    log = tmp_path / "wasmtube.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(program), *entrypoint[1:], *sidecar.get("args", [])],
+            env={**process_env, **settings},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    try:
+
+        def serving() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"wasmtube exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                return health(channel, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
+            except grpc.RpcError:
+                return False
+
+        wait_until(serving, 30, "the startupProbe's service to be SERVING")
+        for kind in ("startup", "readiness", "liveness"):
+            service = sidecar[f"{kind}Probe"]["grpc"]["service"]
+            assert health(channel, service) == health_pb2.HealthCheckResponse.SERVING, kind
+
+        # The ConfigMap's module serves; the PodMonitor's path has the metrics.
+        stub = pb_grpc.WasmtubeStub(channel)
+        response = stub.Call(pb.CallRequest(module="hello", function="hello", json="{}"))
+        assert json.loads(response.json) == {"hello": "wasmtube"}
+        echoed = stub.Call(pb.CallRequest(module="hello", function="echo", json='{"a":[1]}'))
+        assert json.loads(echoed.json) == {"a": [1]}
+        endpoint = find(render(MONITORING), "PodMonitor")["spec"]["podMetricsEndpoints"][0]
+        url = f"http://127.0.0.1:{metrics_port}{endpoint['path']}"
+        with urllib.request.urlopen(url, timeout=5) as page:
+            samples = {
+                s.name: s.value
+                for family in text_string_to_metric_families(page.read().decode())
+                for s in family.samples
+            }
+        assert samples["wasmtube_modules_loaded"] == 1
+
+        # SIGTERM, as the kubelet sends: a clean exit well within the pod's grace.
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=spec["terminationGracePeriodSeconds"]) == 0, log.read_text()
+        assert time.monotonic() - started < float(settings["WASMTUBE_GRACE"]) + 5
+    finally:
+        channel.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+# -- overlays/emptydir: the module-sync sidecar ------------------------------
+
+
+def test_module_sync_sidecar_is_wired_to_wasmtube() -> None:
+    docs = render(EMPTYDIR)
+    spec = pod_spec(docs)
+    names = [c["name"] for c in spec["initContainers"]]
+    assert names.index("module-sync") < names.index(SIDECAR), "wasmtube must start after it"
+    sync = container(spec, "module-sync")
+    sidecar = container(spec, SIDECAR)
+    assert sync["restartPolicy"] == "Always"
+    settings = env(sync)
+
+    # Both see the same emptyDir: module-sync writes it, wasmtube serves it.
+    modules = mount_of(sidecar, env(sidecar)["WASMTUBE_MODULES"])
+    written = mount_of(sync, settings["MODULES_DIR"])
+    assert written["name"] == modules["name"] and not written.get("readOnly")
+    assert volume(spec, modules["name"]) == {
+        "name": modules["name"],
+        "emptyDir": {"sizeLimit": "256Mi"},
+    }
+    assert not [d for d in docs if d["kind"] == "ConfigMap" and "binaryData" in d]
+
+    # The container runs this repository's script, from its ConfigMap.
+    shell, script = sync["command"]
+    mount = mount_of(sync, str(Path(script).parent))
+    config_map = find(docs, "ConfigMap", volume(spec, mount["name"])["configMap"]["name"])
+    assert config_map["data"][Path(script).name] == (EMPTYDIR / "module-sync.sh").read_text()
+    assert shell == "/bin/sh"
+
+    # Started only once its first pass put every module in place.
+    probe = sync["startupProbe"]["exec"]["command"]
+    assert probe == ["test", "-e", settings["READY_FILE"]]
+    ready_dir = mount_of(sync, str(Path(settings["READY_FILE"]).parent))
+    assert "emptyDir" in volume(spec, ready_dir["name"])
+    assert settings["MODULES"].split() and settings["MODULES_URL"].startswith("https://")
+
+
+@pytest.fixture
+def artifact_store(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory served over HTTP on loopback, as the module store."""
+    store = tmp_path / "store"
+    store.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(store))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield store, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_module_sync_deploys_by_atomic_rename(
+    start_daemon: Callable[..., RunningDaemon],
+    artifact_store: tuple[Path, str],
+    tmp_path: Path,
+) -> None:
+    """The sidecar's script, run here with sh and wget against a real daemon."""
+    for tool in ("sh", "wget", "cmp"):
+        assert shutil.which(tool), f"{tool} is needed to run module-sync.sh"
+    store, url = artifact_store
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    ready = tmp_path / "ready"
+    v1, v2 = json_module('{"v":1}'), json_module('{"v":2}')
+    deploy(store, "m", v1)
+    (modules / "stale.wasm").write_bytes(v1)  # not listed: removed
+    script_env = {
+        "PATH": os.environ["PATH"],
+        "MODULES_URL": url,
+        "MODULES": "m",
+        "MODULES_DIR": str(modules),
+        "SYNC_INTERVAL": "1",
+        "READY_FILE": str(ready),
+    }
+    process = subprocess.Popen(
+        ["sh", str(EMPTYDIR / "module-sync.sh")],
+        env=script_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(ready.exists, 10, "module-sync's first pass")
+        assert sorted(p.name for p in modules.iterdir()) == ["m.wasm"]
+        daemon = start_daemon(modules)
+        assert json.loads(daemon.call("m", "get").json) == {"v": 1}
+
+        # Passes that find nothing new leave the file alone.
+        inode = (modules / "m.wasm").stat().st_ino
+        time.sleep(2.5)
+        assert (modules / "m.wasm").stat().st_ino == inode
+
+        # A new version: one atomic rename, one reload.
+        deploy(store, "m", v2)
+        daemon.wait_generation("m", 2)
+        assert json.loads(daemon.call("m", "get").json) == {"v": 2}
+        time.sleep(2.5)
+        assert daemon.metric("wasmtube_module_reloads_total", module="m", result="success") == 2
+
+        # The store fails: the current file stays and keeps serving.
+        (store / "m.wasm").unlink()
+        time.sleep(2.5)
+        assert sorted(p.name for p in modules.iterdir()) == ["m.wasm"]
+        assert json.loads(daemon.call("m", "get").json) == {"v": 2}
+
+        # SIGTERM ends it at once, not after its sleep.
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate()[0]
+    assert "deployed m.wasm" in output and "removed stale.wasm" in output
+    assert "fetching m.wasm failed" in output
+
+
+# -- monitoring: PodMonitor and Grafana dashboard ----------------------------
+
+
+POD_MONITOR_ENDPOINT_FIELDS = {
+    "port",
+    "path",
+    "interval",
+    "scrapeTimeout",
+    "scheme",
+    "honorLabels",
+    "relabelings",
+    "metricRelabelings",
+}
+
+
+def check_pod_monitor(doc: dict[str, Any]) -> None:
+    """The parts of the PodMonitor CRD's schema the manifest uses."""
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+    assert doc["kind"] == "PodMonitor"
+    assert set(doc) == {"apiVersion", "kind", "metadata", "spec"}
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
+    spec = doc["spec"]
+    assert set(spec) <= {"selector", "namespaceSelector", "podMetricsEndpoints", "jobLabel"}
+    assert set(spec["selector"]) <= {"matchLabels", "matchExpressions"} and spec["selector"]
+    assert all(isinstance(v, str) for v in spec["selector"].get("matchLabels", {}).values())
+    assert set(spec.get("namespaceSelector", {})) <= {"any", "matchNames"}
+    assert spec["podMetricsEndpoints"]
+    for endpoint in spec["podMetricsEndpoints"]:
+        assert set(endpoint) <= POD_MONITOR_ENDPOINT_FIELDS, endpoint
+        assert isinstance(endpoint["port"], str) and endpoint["path"].startswith("/")
+        for key in ("interval", "scrapeTimeout"):
+            assert re.fullmatch(r"(\d+(ms|s|m|h))+", endpoint.get(key, "1s")), endpoint
+
+
+def test_pod_monitor_scrapes_the_sidecars_metrics_port() -> None:
+    monitor = find(render(MONITORING), "PodMonitor")
+    check_pod_monitor(monitor)
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    for directory in APP_VARIANTS:
+        template = find(render(directory), "Deployment")["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ports = {p["name"]: p for p in container(template["spec"], SIDECAR)["ports"]}
+        metrics_port = default_port(DEFAULTS.metrics_listen)
+        assert ports[endpoint["port"]]["containerPort"] == metrics_port
+    # The dashboard ConfigMap carries the JSON file unchanged.
+    (dashboard,) = [d for d in render(MONITORING) if d["kind"] == "ConfigMap"]
+    assert dashboard["data"][DASHBOARD.name] == DASHBOARD.read_text()
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text())
+
+
+def panel_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every query in the dashboard."""
+    return [(p["title"], t["expr"]) for p in dashboard()["panels"] for t in p["targets"]]
+
+
+def variable_queries() -> list[str]:
+    return [v["definition"] for v in dashboard()["templating"]["list"] if v["type"] == "query"]
+
+
+def test_dashboard_has_the_panels() -> None:
+    board = dashboard()
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert variables["module"]["type"] == "query"
+    assert variables["module"]["datasource"]["uid"] == "${datasource}"
+    assert variables["module"]["includeAll"] and variables["module"]["allValue"] == ".*"
+
+    panels = board["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells: set[tuple[int, int]] = set()
+    for p in panels:
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+        assert all(t["datasource"] == p["datasource"] for t in p["targets"]), p["title"]
+        box = p["gridPos"]
+        assert box["x"] + box["w"] <= 24, p["title"]
+        area = {
+            (x, y)
+            for x in range(box["x"], box["x"] + box["w"])
+            for y in range(box["y"], box["y"] + box["h"])
+        }
+        assert not area & cells, f"{p['title']} overlaps another panel"
+        cells |= area
+
+    queries = " ".join(q for _, q in panel_queries())
+    expected = [
+        r"sum by \(module, function\) \(rate\(wasmtube_calls_total\{[^}]*\}\[5m\]\)\)",
+        r'wasmtube_calls_total\{[^}]*code!="OK"',
+        *(
+            rf"histogram_quantile\({q}, sum by \(le, module, function\) "
+            r"\(rate\(wasmtube_call_duration_seconds_bucket"
+            for q in ("0.5", "0.95", "0.99")
+        ),
+        r"sum by \([^)]*result\) \(increase\(wasmtube_module_reloads_total",
+        r"sum by \([^)]*reason\) \(increase\(wasmtube_module_load_failures_total",
+        r"histogram_quantile\([.0-9]+, sum by \(le\) "
+        r"\(rate\(wasmtube_reload_duration_seconds_bucket",
+        r"sum by \([^)]*reason\) \(rate\(wasmtube_traps_total",
+        r"wasmtube_calls_running",
+        r"wasmtube_calls_waiting",
+        r"wasmtube_modules_loaded",
+        r"wasmtube_module_generation",
+    ]
+    for pattern in expected:
+        assert re.search(pattern, queries), f"no panel queries {pattern}"
+    for _, query in panel_queries():
+        if "wasmtube_calls_total" in query or "_bucket" in query or "traps" in query:
+            assert 'module=~"$module"' in query or "reload_duration" in query, query
+
+
+# Labels Prometheus adds to every scraped series (the PodMonitor adds pod,
+# namespace and container too).
+TARGET_LABELS = {"instance", "job", "namespace", "pod", "container", "endpoint"}
+METRIC = re.compile(r"\b(wasmtube_[a-z_]+)(\{[^}]*\})?")
+
+
+@pytest.fixture
+def scraped(start_daemon: Callable[..., RunningDaemon], modules_dir: Path, tmp_path: Path):
+    """Sample name -> label names on a real daemon's /metrics page, after a
+    call that succeeds, one that fails, one that traps and one that waits,
+    a deploy, a failed deploy and compiled-module cache lookups."""
+    (modules_dir / "wasm_test.wasm").write_bytes(GUEST_WASM.read_bytes())
+    daemon = start_daemon(modules_dir, cache_dir=tmp_path / "cache", module_concurrency=1)
+    assert json.loads(daemon.call("wasm_test", "echo", '{"args":"x"}').json) == {"args": "x"}
+    for function, text in (("nope", "{}"), ("echo", "{}")):  # NOT_FOUND, a trap
+        with pytest.raises(grpc.RpcError):
+            daemon.call("wasm_test", function, text)
+    with ThreadPoolExecutor(2) as pool:
+        # About 2 s of guest CPU (one instance at a time), so the second call waits.
+        busy = pool.submit(daemon.call, "wasm_test", "busy", '{"n":1000000000}')
+        wait_until(lambda: daemon.metric("wasmtube_calls_running", module="wasm_test") == 1)
+        waiting = pool.submit(daemon.call, "wasm_test", "echo", '{"args":"y"}')
+        busy.result(), waiting.result()
+    deploy(modules_dir, "m", json_module("{}"))
+    deploy(modules_dir, "broken", b"not wasm")
+    wait_until(lambda: daemon.metric("wasmtube_module_load_failures_total", module="broken"))
+    daemon.wait_generation("m", 1)
+    labels: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(daemon.metrics_text()):
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+    return labels
+
+
+def test_dashboard_queries_only_what_the_daemon_exports(scraped: dict[str, set[str]]) -> None:
+    for title, query in panel_queries() + [("variable", q) for q in variable_queries()]:
+        used = METRIC.findall(query)
+        assert used, f"{title}: {query} reads no wasmtube metric"
+        available = set()
+        for name, selector in used:
+            assert name in scraped, f"{title}: {name} is not on the daemon's /metrics page"
+            available |= scraped[name]
+            for matcher in re.findall(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)", selector):
+                assert matcher in scraped[name], f"{title}: {name} has no label {matcher}"
+        for group in re.findall(r"\bby \(([^)]*)\)", query):
+            for label in re.split(r",\s*", group):
+                assert label in available, f"{title}: no metric in {query} has label {label}"
+        if match := re.fullmatch(r"label_values\((\w+), (\w+)\)", query):
+            assert match[2] in scraped[match[1]]
+    # Every legend names a label the query's result has.
+    for p in dashboard()["panels"]:
+        for t in p["targets"]:
+            groups = re.findall(r"\bby \(([^)]*)\)", t["expr"])
+            if groups:
+                result = set(re.split(r",\s*", groups[-1])) - {"le"}
+            else:
+                result = {
+                    label for name, _ in METRIC.findall(t["expr"]) for label in scraped[name]
+                } | TARGET_LABELS
+            for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", t["legendFormat"]):
+                assert label in result, f"{p['title']}: legend {label} is not in {t['expr']}"
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """promtool (Debian's prometheus package) parses every query."""
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    assert os.access(promtool, os.X_OK), "promtool is missing: apt-get install prometheus"
+    rules = []
+    for index, (_, query) in enumerate(panel_queries()):
+        expr = query.replace("${module}", ".*").replace("$module", ".*")
+        assert "$" not in expr, f"a Grafana variable this test does not know: {query}"
+        rules.append({"record": f"wasmtube_dashboard:query_{index}", "expr": expr})
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
