@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import RunningDaemon, deploy, wait_until, wat
 from wasmtube.v1 import wasmtube_pb2 as pb
@@ -137,6 +138,11 @@ def test_past_max_workers_requests_are_refused_at_once(start_probe) -> None:
     with pytest.raises(grpc.RpcError) as info:
         daemon.call("other", "peek")
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "--max-workers" in info.value.details()
+    # Health checks are not calls: a busy daemon still answers its probes.
+    health = health_pb2_grpc.HealthStub(daemon.channel)
+    check = health_pb2.HealthCheckRequest(service="wasmtube.v1.Wasmtube")
+    assert health.Check(check, timeout=2).status == health_pb2.HealthCheckResponse.SERVING
     for thread in threads:
         thread.join(timeout=30)
     assert daemon.call("other", "peek").json == '{"marked":false}'

@@ -26,7 +26,11 @@ from wasmtube.v1 import wasmtube_pb2, wasmtube_pb2_grpc
 from .calls import Caller
 from .config import UNIX_PREFIX, Config, split_host_port
 from .drain import Drain
-from .interceptors import TokenAuthInterceptor, UndecodableRequestInterceptor
+from .interceptors import (
+    CallCapInterceptor,
+    TokenAuthInterceptor,
+    UndecodableRequestInterceptor,
+)
 from .listeners import bind_listeners
 from .loader import DirectoryLoader
 from .metrics import Metrics
@@ -39,6 +43,8 @@ __all__ = ["Daemon", "run"]
 
 log = logging.getLogger(__name__)
 
+# gRPC threads kept beyond --max-workers for health checks and reflection.
+SPARE_THREADS = 4
 SERVICE_NAME = wasmtube_pb2.DESCRIPTOR.services_by_name["Wasmtube"].full_name
 
 
@@ -125,7 +131,9 @@ class Daemon:
         size = self.config.max_message_size
         server = grpc.server(
             futures.ThreadPoolExecutor(
-                max_workers=self.config.max_workers, thread_name_prefix="wasmtube-call"
+                # Threads beyond the call cap keep health checks answered.
+                max_workers=self.config.max_workers + SPARE_THREADS,
+                thread_name_prefix="wasmtube-grpc",
             ),
             options=[
                 ("grpc.max_receive_message_length", size),
@@ -133,9 +141,6 @@ class Daemon:
                 # One daemon per port: a second one must fail, not share it.
                 ("grpc.so_reuseport", 0),
             ],
-            # Past this many requests in progress, answer RESOURCE_EXHAUSTED at
-            # once instead of queueing without bound in the executor.
-            maximum_concurrent_rpcs=self.config.max_workers,
             interceptors=self._interceptors(),
         )
         wasmtube_pb2_grpc.add_WasmtubeServicer_to_server(
@@ -167,6 +172,9 @@ class Daemon:
             if not token:
                 raise ValueError(f"the auth token file {token_file} is empty")
             interceptors.append(TokenAuthInterceptor(token, open_services=(health.SERVICE_NAME,)))
+        # Past max_workers calls in progress, answer RESOURCE_EXHAUSTED at once
+        # instead of queueing without bound in the executor.
+        interceptors.append(CallCapInterceptor(self.config.max_workers, (SERVICE_NAME,)))
         # Last, so it wraps the real handlers (and auth refuses first).
         interceptors.append(UndecodableRequestInterceptor())
         return interceptors

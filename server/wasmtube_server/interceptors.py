@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
-__all__ = ["TokenAuthInterceptor", "UndecodableRequestInterceptor"]
+__all__ = ["CallCapInterceptor", "TokenAuthInterceptor", "UndecodableRequestInterceptor"]
 
 
 class _Undecodable:
@@ -110,3 +111,56 @@ def _refusal(
     if handler is not None and handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(refuse)
     return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+class CallCapInterceptor(grpc.ServerInterceptor):
+    """Refuse calls past `limit` at once with RESOURCE_EXHAUSTED.
+
+    gRPC's own `maximum_concurrent_rpcs` counts health checks too, so a daemon
+    busy with long calls would fail its liveness probe and be restarted,
+    which makes overload worse. This cap counts only the methods of
+    `services`; the server keeps a few threads beyond it for the rest.
+    """
+
+    def __init__(self, limit: int, services: tuple[str, ...]) -> None:
+        self._limit = limit
+        self._prefixes = tuple(f"/{service}/" for service in services)
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if (
+            handler is None
+            or handler.unary_unary is None
+            or not handler_call_details.method.startswith(self._prefixes)
+        ):
+            return handler
+        behaviour = handler.unary_unary
+
+        def capped(request: Any, context: grpc.ServicerContext) -> Any:
+            with self._lock:
+                full = self._running >= self._limit
+                if not full:
+                    self._running += 1
+            if full:
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"wasmtube is handling {self._limit} requests, its --max-workers limit; "
+                    f"retry with backoff",
+                )
+            try:
+                return behaviour(request, context)
+            finally:
+                with self._lock:
+                    self._running -= 1
+
+        return grpc.unary_unary_rpc_method_handler(
+            capped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
