@@ -124,7 +124,10 @@ SLOW = wat("""
 """)
 
 
-def test_sigterm_drains_every_accepted_call_then_exits_0(modules_dir: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_drains_every_accepted_call_then_exits_0(
+    modules_dir: Path, signum: signal.Signals
+) -> None:
     deploy(modules_dir, "slow", SLOW)
     socket = modules_dir.parent / "w.sock"
     daemon = subprocess.Popen(
@@ -169,7 +172,7 @@ def test_sigterm_drains_every_accepted_call_then_exits_0(modules_dir: Path) -> N
             thread.start()
         time.sleep(1.0)
         signalled = time.monotonic()
-        daemon.send_signal(signal.SIGTERM)
+        daemon.send_signal(signum)
 
         # While draining: health says NOT_SERVING, new calls are refused.
         channel = grpc.insecure_channel(target)
