@@ -5,10 +5,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 
@@ -19,9 +22,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_serving(channel: grpc.Channel, timeout: float = 60) -> None:
+    """Wait until health says SERVING: the module directory has loaded."""
+    health = health_pb2_grpc.HealthStub(channel)
+    request = health_pb2.HealthCheckRequest(service="wasmtube.v1.Wasmtube")
+    deadline = time.monotonic() + timeout
+    while health.Check(request).status != health_pb2.HealthCheckResponse.SERVING:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the daemon did not load its modules in time")
+        time.sleep(0.01)
+
+
+class Running(NamedTuple):
+    pid: int
+    address: str
+    stub: pb_grpc.WasmtubeStub
+
+
 @contextmanager
-def daemon(*options: str) -> Iterator[tuple[int, pb_grpc.WasmtubeStub]]:
-    """A daemon on a free port with `options`; yields its pid and a stub."""
+def daemon(*options: str) -> Iterator[Running]:
+    """A daemon on a free port with `options`, ready to call."""
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
         [
@@ -40,7 +60,8 @@ def daemon(*options: str) -> Iterator[tuple[int, pb_grpc.WasmtubeStub]]:
     channel = grpc.insecure_channel(address)
     try:
         grpc.channel_ready_future(channel).result(timeout=30)
-        yield process.pid, pb_grpc.WasmtubeStub(channel)
+        wait_serving(channel)
+        yield Running(process.pid, address, pb_grpc.WasmtubeStub(channel))
     finally:
         channel.close()
         process.terminate()

@@ -37,7 +37,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         Path(directory, "loop.wasm").write_bytes(wasmtime.wat2wasm(FOREVER))
         options = ("--modules", directory, "--call-timeout", str(args.timeout))
-        with daemon(*options) as (_, stub):
+        with daemon(*options) as running:
+            stub = running.stub
             request = pb.CallRequest(module="loop", function="forever", json="{}")
             late = []
             for _ in range(args.calls):

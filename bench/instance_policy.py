@@ -11,6 +11,7 @@ Prints each figure and the fresh/pooled ratio.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import subprocess
@@ -37,7 +38,8 @@ PAYLOAD = json.dumps({"args": "x" * 80})  # ~100 B
 def sandbox_us(policy: InstancePolicy, calls: int) -> list[float]:
     runtime = Runtime(Limits())
     runtime.start()
-    compiled = compile_module(runtime, (BUNDLED_MODULES_DIR / "wasm_test.wasm").read_bytes())
+    wasm = (BUNDLED_MODULES_DIR / "wasm_test.wasm").read_bytes()
+    compiled = compile_module(runtime, wasm, hashlib.sha256(wasm).hexdigest())
     pool = InstancePool(compiled, runtime, policy, max_idle=1)
     function = compiled.functions["echo"]
     data = PAYLOAD.encode()

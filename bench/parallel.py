@@ -30,7 +30,8 @@ def main() -> None:
     request = pb.CallRequest(
         module="wasm_test", function="busy", json=json.dumps({"n": args.rounds})
     )
-    with daemon("--module-concurrency", "2") as (_, stub), ThreadPoolExecutor(2) as pool:
+    with daemon("--module-concurrency", "2") as running, ThreadPoolExecutor(2) as pool:
+        stub = running.stub
         stub.Call(request)  # warm-up
         sequential, parallel = [], []
         for _ in range(args.repeat):

@@ -45,7 +45,8 @@ def write_to_serving(versions: list[bytes], deploys: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         deploy(directory, versions[0])
-        with daemon("--modules", tmp) as (_, stub):
+        with daemon("--modules", tmp) as running:
+            stub = running.stub
             while generation(stub) < 1:
                 time.sleep(0.01)
             samples = []
@@ -75,7 +76,8 @@ def rss_after_reloads(reloads: int) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         deploy(directory, versions[0])
-        with daemon("--modules", tmp, "--reload-debounce", "0") as (pid, stub):
+        with daemon("--modules", tmp, "--reload-debounce", "0") as running:
+            pid, stub = running.pid, running.stub
             rss_50 = 0
             for i in range(reloads):
                 deploy(directory, versions[(i + 1) % 2])

@@ -25,6 +25,21 @@ ROOT = Path(__file__).resolve().parent.parent
 GUEST_WASM = BUNDLED_MODULES_DIR / "wasm_test.wasm"
 
 
+def is_serving(target: str) -> bool:
+    """Whether the daemon at `target` answers health with SERVING: it is up
+    and has loaded its module directory."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service="wasmtube.v1.Wasmtube")
+        try:
+            status = health.Check(request, timeout=1).status
+        except grpc.RpcError:
+            return False
+    return status == health_pb2.HealthCheckResponse.SERVING
+
+
 def free_ports(count: int) -> list[int]:
     """Distinct free loopback ports: all held open while choosing, so none repeats."""
     sockets = [socket.socket() for _ in range(count)]

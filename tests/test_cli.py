@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import wasmtube
-from conftest import RunningDaemon, free_ports, wait_until
+from conftest import RunningDaemon, free_ports, is_serving, wait_until
 
 WASMTUBE = [sys.executable, "-m", "wasmtube.cli"]
 
@@ -99,7 +99,7 @@ def test_serve_runs_the_daemon_and_stops_on_sigterm(modules_dir: Path) -> None:
     )
     try:
         with wasmtube.Client(f"127.0.0.1:{port}", timeout=5) as client:
-            wait_until(lambda: _answers(client), timeout=20, what="the daemon to serve")
+            wait_until(lambda: is_serving(client.target), timeout=20, what="the daemon to serve")
             assert client.call("echoer", "echo", {"args": "up"}) == {"args": "up"}
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0
@@ -116,7 +116,7 @@ def test_serve_with_no_arguments_serves_the_bundled_examples() -> None:
     )
     try:
         with wasmtube.Client(timeout=5) as client:
-            wait_until(lambda: _answers(client) or daemon.poll() is not None, timeout=20)
+            wait_until(lambda: is_serving(client.target) or daemon.poll() is not None, timeout=20)
             assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else ""
             assert client.call("wasm_test", "echo", {"args": "Hello World!"}) == {
                 "args": "Hello World!"
@@ -148,16 +148,6 @@ def test_serve_reports_a_missing_directory(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "does not exist" in done.stderr
-
-
-def _answers(client: wasmtube.Client) -> bool:
-    try:
-        client.list_modules(timeout=1)
-    except wasmtube.Unavailable:
-        return False
-    except wasmtube.DeadlineExceeded:
-        return False
-    return True
 
 
 @pytest.mark.parametrize(
