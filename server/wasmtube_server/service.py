@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import NoReturn
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -59,19 +60,12 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             code = e.grpc_code
             if isinstance(e, GuestTrap):
                 self._metrics.trapped(module_label, function_label, e.reason)
-            log.debug(
-                "call %s.%s failed: %s: %s",
-                request.module[:64],
-                request.function[:64],
-                code.name,
-                e,
-            )
-            context.abort(code, e.message)
+            _abort(context, code, e.message)
         except Exception as e:
             # A bug of ours: answer INTERNAL and keep serving.
             code = grpc.StatusCode.INTERNAL
             log.exception("call %s.%s failed unexpectedly", module_label, function_label)
-            context.abort(code, f"internal error in wasmtube: {type(e).__name__}: {e}")
+            _abort(context, code, f"internal error in wasmtube: {type(e).__name__}: {e}")
         finally:
             seconds = time.perf_counter() - started
             self._metrics.call_finished(module_label, function_label, code.name, seconds)
@@ -106,6 +100,12 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
         return pb.ListModulesResponse(modules=[_module_info(s) for s in self._registry.statuses()])
 
 
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the RPC with `code`; grpc's abort raises, which this makes known."""
+    context.abort(code, message)
+    raise AssertionError("grpc.ServicerContext.abort returned")
+
+
 def _module_info(status: ModuleStatus) -> pb.ModuleInfo:
     info = pb.ModuleInfo(name=status.name, last_error=status.last_error)
     if status.last_error_at is not None:
@@ -120,7 +120,7 @@ def _module_info(status: ModuleStatus) -> pb.ModuleInfo:
             pb.FunctionInfo(
                 name=f.name,
                 signature=f.signature,
-                calling_convention=f.convention.value,
+                calling_convention=pb.CallingConvention.Name(f.convention.value),
             )
             for f in current.compiled.callable_functions
             if f.convention is not None

@@ -39,10 +39,9 @@ def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds
             f"memory ({instance.memory.data_len(instance.store)} bytes)"
         )
     write_bytes(instance, in_ptr, data)
+    args: tuple[int, ...] = (in_ptr, size)
     if isinstance(payload, ImageInput):
-        args = (in_ptr, size, payload.width, payload.height)
-    else:
-        args = (in_ptr, size)
+        args += (payload.width, payload.height)
     packed = invoke(instance, function, *args, seconds=seconds)
     if not isinstance(packed, int):
         raise GuestOutputError(f"function {function!r} returned {packed!r}, not an i64")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import wasmtime
@@ -112,7 +113,7 @@ _FREE_SIGNATURE = "(i32, i32) -> ()"
 
 
 def _host_called(
-    exports: dict[str, object], functions: dict[str, ExportedFunction], has_allocator: bool
+    exports: Mapping[str, object], functions: dict[str, ExportedFunction], has_allocator: bool
 ) -> dict[str, str]:
     """Signatures of the exports the host calls, by name."""
     called = {f.name: f.signature for f in functions.values() if f.convention is not None}
@@ -130,7 +131,7 @@ def _call_shape(signature: str) -> tuple[int, str]:
     return params.count("i32"), "" if result == "()" else result
 
 
-def _has_allocator(exports: dict[str, object]) -> bool:
+def _has_allocator(exports: Mapping[str, object]) -> bool:
     """Whether the module exports the alloc ABI's allocator with the right type."""
     alloc = exports.get(ALLOC_EXPORT)
     if not isinstance(alloc, wasmtime.FuncType):

@@ -70,7 +70,7 @@ class I32Call:
         self._nparams = nparams
         self._params = (ffi.wasmtime_val_t * max(1, nparams))()
         for param in self._params:
-            param.kind = ffi.WASMTIME_I32.value
+            param.kind = ffi.WASMTIME_I32.value  # type: ignore[assignment]
         self._result = (ffi.wasmtime_val_t * 1)()
         self._nresults = 1 if result else 0
         self._returns_i64 = result == "i64"

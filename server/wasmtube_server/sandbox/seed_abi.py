@@ -27,10 +27,9 @@ def call_seed(
             f"inputs up to --max-memory"
         )
     write_bytes(instance, offset, data)
+    args: tuple[int, ...] = (offset, len(data))
     if isinstance(payload, ImageInput):
-        args = (offset, len(data), payload.width, payload.height)
-    else:
-        args = (offset, len(data))
+        args += (payload.width, payload.height)
     length = invoke(instance, function, *args, seconds=seconds)
 
     # The guest may have grown its memory during the call: bound by the size now.
