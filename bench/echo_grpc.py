@@ -31,7 +31,7 @@ from _daemon import daemon, free_port
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 
-PAYLOAD = json.dumps({"args": "x" * 87}, separators=(",", ":"))  # 100 B
+PAYLOAD = json.dumps({"args": "x" * 89}, separators=(",", ":"))  # 100 B
 REQUEST = pb.CallRequest(module="wasm_test", function="echo", json=PAYLOAD)
 
 
