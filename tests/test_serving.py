@@ -193,8 +193,11 @@ def test_a_stop_signal_drains_every_accepted_call_then_exits_0(
     finally:
         daemon.kill()
         log = daemon.communicate()[1]
-    # Every call that was running when SIGTERM came finished, with its answer.
-    running_then = [o for o in outcomes if o[1] < signalled < o[2]]
+    # Every call that was running in a guest when the signal came finished,
+    # with its answer. (A call sent a moment before the signal may still be in
+    # transit and rightly be refused: 50 ms is far more than a local round
+    # trip, and far less than the ~250 ms each call spends in its guest.)
+    running_then = [o for o in outcomes if o[1] < signalled - 0.05 and o[2] > signalled]
     assert running_then and all(kind == "ok" for kind, _, _ in running_then), outcomes
     assert any(kind == "refused" for kind, _, _ in outcomes)
     # Nothing else failed: each call completed or was refused outright, or, sent
