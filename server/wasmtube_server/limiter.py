@@ -76,11 +76,3 @@ class ConcurrencyLimiter:
                 f"the deadline passed while waiting for a free instance of module "
                 f"{self._name!r} ({self._running} calls running)"
             )
-
-    @property
-    def running(self) -> int:
-        return self._running
-
-    @property
-    def waiting(self) -> int:
-        return self._waiting

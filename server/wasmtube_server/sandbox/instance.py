@@ -111,8 +111,3 @@ class InstancePool:
         with self._lock:
             if len(self._idle) < self._max_idle:
                 self._idle.append(instance)
-
-    @property
-    def idle_count(self) -> int:
-        with self._lock:
-            return len(self._idle)
