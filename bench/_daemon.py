@@ -33,6 +33,22 @@ def wait_serving(channel: grpc.Channel, timeout: float = 60) -> None:
         time.sleep(0.01)
 
 
+def wait_listening(
+    channel: grpc.Channel, process: subprocess.Popen[bytes], timeout: float = 30
+) -> None:
+    """Wait until the daemon accepts connections; fail at once if it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=0.25)
+            return
+        except grpc.FutureTimeoutError:
+            if process.poll() is not None:
+                raise RuntimeError(f"the daemon exited with {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError("the daemon did not listen in time") from None
+
+
 class Running(NamedTuple):
     pid: int
     address: str
@@ -59,7 +75,7 @@ def daemon(*options: str) -> Iterator[Running]:
     )
     channel = grpc.insecure_channel(address)
     try:
-        grpc.channel_ready_future(channel).result(timeout=30)
+        wait_listening(channel, process)
         wait_serving(channel)
         yield Running(process.pid, address, pb_grpc.WasmtubeStub(channel))
     finally:

@@ -1,8 +1,9 @@
 """The baseline for gRPC benchmarks: a bare grpcio server with wasmtube's proto.
 
 Its Call answers with the request's JSON, no sandbox, no checks: the floor
-the Python gRPC stack sets. Same server settings as the daemon (sync server,
-thread pool, message limits).
+the Python gRPC stack sets. Sent an image, it answers {"width":W,"height":H,
+"bytes":N} without reading the pixels: the floor for receiving them. Same
+server settings as the daemon (sync server, thread pool, message limits).
 
     python bench/bare_server.py 127.0.0.1:PORT
 """
@@ -21,6 +22,10 @@ from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 
 class BareEcho(pb_grpc.WasmtubeServicer):
     def Call(self, request: pb.CallRequest, context: grpc.ServicerContext) -> pb.CallResponse:
+        if request.WhichOneof("input") == "image":
+            image = request.image
+            answer = f'{{"width":{image.width},"height":{image.height},"bytes":{len(image.data)}}}'
+            return pb.CallResponse(json=answer, module_sha256="0" * 64, generation=1)
         return pb.CallResponse(json=request.json, module_sha256="0" * 64, generation=1)
 
 

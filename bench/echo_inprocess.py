@@ -4,7 +4,7 @@ Calls one warm instance over and over with the same compact JSON input,
 {"args":"xx..."} of exactly 100 B or 64 KiB, checks once that the output is
 the input, and times every call. The paths, measured in one run:
   - wasmtube alloc: wasmtube's sandbox as the daemon calls it (pooled policy,
-    one warm instance, call_function in pool.acquire()) on an alloc-ABI echo
+    one warm instance: pool.take(), call_function, pool.give()) on an alloc-ABI echo
     in WAT: wasmtube_alloc, copy in, echo, copy out, wasmtube_free twice;
   - wasmtube seed: the same on the bundled Rust guest's seed-ABI `echo`,
     input at offset 42 (it parses and re-serialises the JSON);
@@ -103,8 +103,11 @@ def wasmtube_caller(runtime: Runtime, wasm: bytes, function_name: str) -> Call:
     function = compiled.functions[function_name]
 
     def call(data: bytes) -> object:
-        with pool.acquire() as instance:
-            return call_function(instance, function, data, SEED_OFFSET, CALL_SECONDS)
+        # As the daemon does: take an instance, call, give it back.
+        instance = pool.take()
+        output = call_function(instance, function, data, SEED_OFFSET, CALL_SECONDS)
+        pool.give(instance)
+        return output
 
     return call
 

@@ -108,3 +108,27 @@ def test_cache_dir_is_created(start_daemon, modules_dir: Path, tmp_path: Path) -
     directory = tmp_path / "a" / "b"
     start_daemon(modules_dir, cache_dir=directory)
     assert len(list(directory.glob("*.cwasm"))) == 1
+
+
+def test_the_cache_keeps_the_most_recently_used_entries(
+    start_daemon, modules_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    for i in range(10):
+        deploy(modules_dir, f"m{i}", json_module(f'{{"m":{i}}}'))
+    first = start_daemon(modules_dir, cache_dir=cache, cache_max_entries=10)
+    assert len(list(cache.glob("*.cwasm"))) == 10
+
+    # One more entry than the cap: the cache prunes down to 90% of it, and
+    # the entry just written, the most recently used, stays.
+    deploy(modules_dir, "newest", json_module('{"newest":true}'))
+    first.wait_generation("newest", 1)
+    entries = list(cache.glob("*.cwasm"))
+    assert len(entries) == 9
+    newest = hashlib.sha256(json_module('{"newest":true}')).hexdigest()
+    assert any(entry.name.startswith(newest) for entry in entries)
+
+    # Within the cap a restart loads everything kept from the cache.
+    second = restart(start_daemon, first, cache_dir=cache, cache_max_entries=20)
+    assert lookups(second, "hit") == 9
+    assert lookups(second, "miss") == 2

@@ -183,7 +183,6 @@ CASES: dict[str, tuple[pb.CallRequest, grpc.StatusCode, str]] = {
         "output length -1",
     ),
     "output not UTF-8": (json_call("bad", "not_utf8"), grpc.StatusCode.INTERNAL, "not UTF-8"),
-    "output not JSON": (json_call("bad", "not_json"), grpc.StatusCode.INTERNAL, "not JSON"),
     "input larger than linear memory": (
         json_call("bad", "ok", json.dumps("x" * 70_000)),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -202,6 +201,23 @@ def test_bad_request_gets_precise_status(bad_daemon: RunningDaemon, case: str) -
     assert bad_daemon.call("good", "get").json == '{"good":true}'
     assert bad_daemon.call("bad", "ok").json == "{}"
     assert set(bad_daemon.modules()) == {"bad", "good"}
+
+
+def test_output_that_is_not_json_is_refused_with_check_output(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path
+) -> None:
+    (modules_dir / "bad.wasm").write_bytes(BAD_GUEST)
+    daemon = start_daemon(modules_dir, check_output=True)
+    error = call_error(daemon, json_call("bad", "not_json"))
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert "returned 9 characters that are not JSON" in error.details()
+    assert daemon.call("bad", "ok").json == "{}"
+    assert daemon.metric("wasmtube_calls_total", module="bad", function="not_json", code="INTERNAL")
+
+
+def test_output_is_passed_on_unparsed_without_check_output(bad_daemon: RunningDaemon) -> None:
+    # The default: only UTF-8 is checked (see "output not UTF-8" above).
+    assert bad_daemon.call("bad", "not_json").json == "{not json"
 
 
 def test_module_that_failed_to_load_says_why(

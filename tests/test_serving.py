@@ -160,8 +160,18 @@ def test_a_stop_signal_drains_every_accepted_call_then_exits_0(
                 try:
                     client.call("slow", "slow")
                     outcomes.append(("ok", started, time.monotonic()))
-                except wasmtube.Unavailable:
-                    outcomes.append(("refused", started, time.monotonic()))
+                except wasmtube.Unavailable as e:
+                    # Refused by the drain before reaching a guest; sent after
+                    # the daemon exited; or (a failure) cut off.
+                    if "shutting down" in str(e):
+                        kind = "refused"
+                    elif "failed to connect" in str(e):
+                        kind = "gone"
+                    elif "Cancelling all calls" in str(e):
+                        kind = "cancelled"  # grpcio's server.stop, after the drain
+                    else:
+                        kind = f"unavailable: {e}"
+                    outcomes.append((kind, started, time.monotonic()))
                     time.sleep(0.05)
                 except wasmtube.Cancelled:
                     # Sent as the server closed: it never reached a guest.
@@ -193,17 +203,20 @@ def test_a_stop_signal_drains_every_accepted_call_then_exits_0(
     finally:
         daemon.kill()
         log = daemon.communicate()[1]
-    # Every call that was running in a guest when the signal came finished,
-    # with its answer. (A call sent a moment before the signal may still be in
-    # transit and rightly be refused: 50 ms is far more than a local round
-    # trip, and far less than the ~250 ms each call spends in its guest.)
-    running_then = [o for o in outcomes if o[1] < signalled - 0.05 and o[2] > signalled]
-    assert running_then and all(kind == "ok" for kind, _, _ in running_then), outcomes
+    # Calls were running in guests when the signal came, and finished with
+    # their answers; later calls were refused by the drain ("shutting down"),
+    # which happens before a guest is reached. Which calls were in a guest at
+    # the signal the client cannot see (on a loaded machine a call sent before
+    # it may reach the daemon after it), so the client's test is that no call
+    # failed any other way, and the daemon's that none was cut off.
+    assert any(kind == "ok" and ended > signalled for kind, _, ended in outcomes), outcomes
     assert any(kind == "refused" for kind, _, _ in outcomes)
-    # Nothing else failed: each call completed or was refused outright, or, sent
-    # as the server closed after the drain, was cancelled before it started.
-    assert {kind for kind, _, _ in outcomes} <= {"ok", "refused", "cancelled"}
-    assert all(started > signalled for kind, started, _ in outcomes if kind == "cancelled")
+    # Sent as the server closed after the drain, a call is cancelled before it
+    # starts; sent after the daemon exited, it finds no socket.
+    assert {kind for kind, _, _ in outcomes} <= {"ok", "refused", "cancelled", "gone"}, outcomes
+    # The daemon's side: the drain ended with no call left in a guest, so the
+    # server's final stop cut none (it would log "still running ... cancelling").
+    assert "still running" not in log
     assert "draining" in log
 
 

@@ -21,22 +21,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from wasmtube.v1 import wasmtube_pb2, wasmtube_pb2_grpc
-
 from .calls import Caller
 from .config import UNIX_PREFIX, Config, split_host_port
-from .drain import Drain
-from .interceptors import (
-    CallCapInterceptor,
-    TokenAuthInterceptor,
-    UndecodableRequestInterceptor,
-)
+from .gate import CallGate
+from .interceptors import TokenAuthInterceptor
 from .listeners import bind_listeners
 from .loader import DirectoryLoader
 from .metrics import Metrics
 from .registry import ModuleRegistry
 from .sandbox import Limits, Runtime
-from .service import WasmtubeService
+from .service import SERVICE, WasmtubeService, add_to_server
 from .watcher import ModuleWatcher
 
 __all__ = ["Daemon", "run"]
@@ -45,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # gRPC threads kept beyond --max-workers for health checks and reflection.
 SPARE_THREADS = 4
-SERVICE_NAME = wasmtube_pb2.DESCRIPTOR.services_by_name["Wasmtube"].full_name
+SERVICE_NAME = SERVICE.full_name
 
 
 class Daemon:
@@ -59,6 +53,7 @@ class Daemon:
                 max_memory=config.max_memory,
                 wasi=config.wasi,
                 cache_dir=config.cache_dir,
+                cache_max_entries=config.cache_max_entries,
             ),
             on_cache_lookup=self.metrics.cache_lookup,
         )
@@ -71,7 +66,7 @@ class Daemon:
             target=self._load_directory, name="wasmtube-initial-load", daemon=True
         )
         self._health = health.HealthServicer()
-        self._drain = Drain()
+        self._gate = CallGate(config.max_workers)
         self._grpc: grpc.Server | None = None
         self._metrics_http: WSGIServer | None = None
         self.addresses: list[str] = []
@@ -143,13 +138,13 @@ class Daemon:
             ],
             interceptors=self._interceptors(),
         )
-        wasmtube_pb2_grpc.add_WasmtubeServicer_to_server(
+        add_to_server(
             WasmtubeService(
                 self.modules,
-                Caller(self.modules, self.config.seed_offset),
+                Caller(self.modules, self.config.seed_offset, self.config.check_output),
                 self.metrics,
                 self.config.call_timeout,
-                self._drain,
+                self._gate,
             ),
             server,
         )
@@ -162,22 +157,18 @@ class Daemon:
         self._grpc = server
 
     def _interceptors(self) -> list[grpc.ServerInterceptor]:
-        interceptors: list[grpc.ServerInterceptor] = []
+        # Each interceptor runs on every RPC, in gRPC's one polling thread:
+        # only those asked for. The call cap and drain are in CallGate.
         token_file = self.config.auth_token_file
-        if token_file is not None:
-            try:
-                token = token_file.read_text().strip()
-            except OSError as e:
-                raise OSError(f"cannot read the auth token file: {e}") from e
-            if not token:
-                raise ValueError(f"the auth token file {token_file} is empty")
-            interceptors.append(TokenAuthInterceptor(token, open_services=(health.SERVICE_NAME,)))
-        # Past max_workers calls in progress, answer RESOURCE_EXHAUSTED at once
-        # instead of queueing without bound in the executor.
-        interceptors.append(CallCapInterceptor(self.config.max_workers, (SERVICE_NAME,)))
-        # Last, so it wraps the real handlers (and auth refuses first).
-        interceptors.append(UndecodableRequestInterceptor())
-        return interceptors
+        if token_file is None:
+            return []
+        try:
+            token = token_file.read_text().strip()
+        except OSError as e:
+            raise OSError(f"cannot read the auth token file: {e}") from e
+        if not token:
+            raise ValueError(f"the auth token file {token_file} is empty")
+        return [TokenAuthInterceptor(token, open_services=(health.SERVICE_NAME,))]
 
     def _start_metrics(self) -> None:
         if self.config.metrics_listen is None:
@@ -196,11 +187,11 @@ class Daemon:
         grace = self.config.grace if grace is None else grace
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self._drain.start()
+        self._gate.start_draining()
         if self._grpc is not None:
-            if not self._drain.wait_idle(grace):
+            if not self._gate.wait_idle(grace):
                 log.warning(
-                    "%d calls still running after %s s; cancelling them", self._drain.running, grace
+                    "%d calls still running after %s s; cancelling them", self._gate.running, grace
                 )
             self._grpc.stop(0).wait()
             log.info("stopped")

@@ -1,60 +1,67 @@
 """One call, from a checked request to the guest's output.
 
-The request walks one way: names checked, module version chosen, function and
-input matched to its calling convention, an instance taken from the pool, the
-guest run. Every failure is a WasmtubeError raised on the way.
+The request walks one way: module version chosen, function and input matched
+to its calling convention, a slot and an instance taken, the guest run, its
+output checked. Every failure is a WasmtubeError raised on the way.
+
+This is the path every call takes, so it is written for speed: names found
+in the registry need no further checks (only loaded names are there), and
+the full checks with their messages run only when a lookup fails.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 
-from .errors import CallTimedOut, FunctionNotCallable, FunctionNotFound, InvalidArgument
+from .errors import (
+    CallTimedOut,
+    FunctionNotCallable,
+    FunctionNotFound,
+    GuestOutputError,
+    InvalidArgument,
+)
 from .names import check_function_name, check_module_name
 from .registry import LoadedModule, ModuleRegistry
-from .sandbox import CallingConvention, ExportedFunction, ImageInput, Payload, call_function
+from .sandbox import ExportedFunction, ImageInput, Payload, call_function
 
-__all__ = ["CallResult", "Caller"]
+__all__ = ["Caller"]
 
 RGB8_CHANNELS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class CallResult:
-    json: str
-    module: LoadedModule
-
-
 class Caller:
-    def __init__(self, registry: ModuleRegistry, seed_offset: int) -> None:
+    def __init__(self, registry: ModuleRegistry, seed_offset: int, check_output: bool) -> None:
         self._registry = registry
         self._seed_offset = seed_offset
+        self._check_output = check_output
 
     def module(self, request: pb.CallRequest) -> LoadedModule:
         """The module version a request names, or why not."""
+        module = self._registry.serving(request.module)
+        if module is not None:
+            return module
         check_module_name(request.module)
         return self._registry.get(request.module)
 
     def function(self, request: pb.CallRequest, module: LoadedModule) -> ExportedFunction:
         """The callable function a request names in `module`, or why not."""
-        check_function_name(request.function)
         function = module.compiled.functions.get(request.function)
+        if function is not None and function.convention is not None:
+            return function
+        check_function_name(request.function)
         if function is None:
             callable_names = ", ".join(f.name for f in module.compiled.callable_functions)
             raise FunctionNotFound(
                 f"module {module.name!r} exports no function {request.function!r}; "
                 f"callable functions: {callable_names or 'none'}"
             )
-        if function.convention is None:
-            raise FunctionNotCallable(
-                f"function {function.name!r} of module {module.name!r} has signature "
-                f"{function.signature}: {function.why_not_callable}"
-            )
-        return function
+        raise FunctionNotCallable(
+            f"function {function.name!r} of module {module.name!r} has signature "
+            f"{function.signature}: {function.why_not_callable}"
+        )
 
     def call(
         self,
@@ -62,41 +69,51 @@ class Caller:
         module: LoadedModule,
         function: ExportedFunction,
         deadline: float,
-    ) -> CallResult:
-        """Run the call; `deadline` is the time.monotonic() by which it must end."""
-        convention = function.convention
-        assert convention is not None  # function() refuses uncallable functions
-        payload = _payload(request, function, convention)
-        with module.limiter.slot(deadline), module.pool.acquire() as instance:
+    ) -> str:
+        """Run the call and return the guest's output.
+
+        `deadline` is the time.monotonic() by which it must end.
+        """
+        payload = _payload(request, function)
+        limiter = module.limiter
+        limiter.enter(deadline)
+        try:
+            pool = module.pool
+            # An instance is given back only after a call that raised nothing:
+            # a trap or an interrupt can leave its memory in any state.
+            instance = pool.take()
             seconds = deadline - time.monotonic()
             if seconds <= 0:
                 raise CallTimedOut(
                     f"the deadline passed before function {function.name!r} could start"
                 )
             output = call_function(instance, function, payload, self._seed_offset, seconds)
-        return CallResult(output, module)
+            pool.give(instance)
+        finally:
+            limiter.leave()
+        if self._check_output:
+            _check_json_output(function, output)
+        return output
 
 
-def _payload(
-    request: pb.CallRequest, function: ExportedFunction, convention: CallingConvention
-) -> Payload:
+def _payload(request: pb.CallRequest, function: ExportedFunction) -> Payload:
     kind = request.WhichOneof("input")
+    if kind == "json" and not function.takes_image:
+        return _json(request.json)
+    if kind == "image" and function.takes_image:
+        return _image(request.image)
     if kind is None:
-        wanted = "image" if convention.takes_image else "json (for example '{}')"
+        wanted = "image" if function.takes_image else "json (for example '{}')"
         raise InvalidArgument(f"the request has no input: set CallRequest.{wanted}")
-    if convention.takes_image and kind != "image":
+    if function.takes_image:
         raise InvalidArgument(
             f"function {function.name!r} takes an image {function.signature}; "
             f"send CallRequest.image, not json"
         )
-    if not convention.takes_image and kind != "json":
-        raise InvalidArgument(
-            f"function {function.name!r} takes JSON {function.signature}; "
-            f"send CallRequest.json, not an image"
-        )
-    if kind == "image":
-        return _image(request.image)
-    return _json(request.json)
+    raise InvalidArgument(
+        f"function {function.name!r} takes JSON {function.signature}; "
+        f"send CallRequest.json, not an image"
+    )
 
 
 def _json(text: str) -> bytes:
@@ -120,3 +137,13 @@ def _image(image: pb.Image) -> ImageInput:
             f"width*height*3 = {expected} bytes"
         )
     return ImageInput(image.data, width, height)
+
+
+def _check_json_output(function: ExportedFunction, text: str) -> None:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        raise GuestOutputError(
+            f"function {function.name!r} returned {len(text)} characters that are not JSON: "
+            f"{e.msg} at character {e.pos}: {text[:80]!r}"
+        ) from e

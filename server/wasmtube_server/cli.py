@@ -48,7 +48,7 @@ class ByteSize(click.ParamType):
 
 def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], _F]:
     """An option that can also be set as the environment variable `envvar`."""
-    field = name.lstrip("-").replace("-", "_")
+    field = name.split("/")[0].lstrip("-").replace("-", "_")  # "--wasi/--no-wasi": wasi
     kwargs.setdefault("default", getattr(DEFAULTS, field, None))
     kwargs.setdefault("show_default", True)
     return click.option(name, envvar=envvar, show_envvar=True, help=help, **kwargs)
@@ -154,6 +154,11 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
     "Offer WASI preview 1 to modules: no files, no environment, no network.",
 )
 @_option(
+    "--check-output/--no-check-output",
+    "WASMTUBE_CHECK_OUTPUT",
+    "Check that every guest output is JSON (INTERNAL if not); costs ~1 us per KiB.",
+)
+@_option(
     "--seed-offset",
     "WASMTUBE_SEED_OFFSET",
     "Linear-memory offset where seed-ABI input is written.",
@@ -184,6 +189,12 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
     "Directory for compiled modules, so restarts skip compiling; unset: no cache.",
     type=click.Path(file_okay=False, path_type=Path),
     show_default="off",
+)
+@_option(
+    "--cache-max-entries",
+    "WASMTUBE_CACHE_MAX_ENTRIES",
+    "Compiled modules kept in --cache-dir; keep it above the number of modules.",
+    type=click.IntRange(min=1),
 )
 @_option(
     "--grace",

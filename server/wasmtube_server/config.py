@@ -65,6 +65,11 @@ class Config:
     max_memory: int = 256 * MIB
     # Offer WASI preview 1 (no files, environment or network) to modules.
     wasi: bool = False
+    # Parse every guest output as JSON and answer INTERNAL if it is not. Off by
+    # default: it costs ~1 us per KiB on every call (bench/echo_inprocess.py),
+    # and a guest's output format is the guest's contract. UTF-8 is always
+    # checked, since the response field is a protobuf string.
+    check_output: bool = False
     # Quiet time after the last file event before the directory is rescanned.
     reload_debounce: float = 0.05
     # How file changes are noticed: "events" (inotify), "poll", or "auto"
@@ -74,6 +79,9 @@ class Config:
     poll_interval: float = 1.0
     # Where compiled modules are kept across restarts; None: no cache.
     cache_dir: Path | None = None
+    # Compiled modules kept in cache_dir; the least recently used beyond it
+    # are deleted. Set it above the number of modules, or restarts compile.
+    cache_max_entries: int = 4096
     # Largest gRPC message accepted or sent.
     max_message_size: int = 64 * MIB
     # Seconds running calls get to finish on shutdown (SIGTERM, SIGINT).

@@ -26,6 +26,7 @@ __all__ = [
     "ModuleBusy",
     "ModuleLoadError",
     "ModuleNotFound",
+    "Overloaded",
     "StillLoading",
     "WasmtubeError",
 ]
@@ -112,6 +113,12 @@ class ModuleBusy(WasmtubeError):
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Overloaded(WasmtubeError):
+    """The daemon is handling as many calls as --max-workers allows."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class StillLoading(WasmtubeError):
     """The daemon is still loading its module directory after starting."""
 
@@ -125,7 +132,8 @@ class Draining(WasmtubeError):
 
 
 class GuestOutputError(WasmtubeError):
-    """The guest returned an output that is out of bounds or not UTF-8 JSON."""
+    """The guest returned an output that is out of bounds, not UTF-8, or (with
+    --check-output) not JSON."""
 
     grpc_code = grpc.StatusCode.INTERNAL
 

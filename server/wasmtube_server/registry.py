@@ -74,13 +74,24 @@ class ModuleRegistry:
         self._metrics = metrics
         self._config = config
         self._entries: dict[str, _Entry] = {}
+        # The serving version of each name: what every call looks up, so a
+        # single dict read (atomic under the GIL) with no lock.
+        self._serving: dict[str, LoadedModule] = {}
         self._lock = threading.Lock()
+        metrics.count_calls_from(self._serving_limiters)
         # Set once the module directory has been loaded after start-up; until
         # then an unknown name may just not be loaded yet.
         self.ready = threading.Event()
 
+    def serving(self, name: str) -> LoadedModule | None:
+        """The version that serves `name` now, or None."""
+        return self._serving.get(name)
+
     def get(self, name: str) -> LoadedModule:
-        """The version that serves `name` now; raises ModuleNotFound."""
+        """The version that serves `name` now; raises ModuleNotFound or StillLoading."""
+        module = self._serving.get(name)
+        if module is not None:
+            return module
         entry = self._entries.get(name)
         if entry is not None and entry.current is not None:
             return entry.current
@@ -144,7 +155,7 @@ class ModuleRegistry:
         with self._lock:
             entry = self._entry(name)
             entry.generation += 1
-            entry.current = LoadedModule(
+            entry.current = self._serving[name] = LoadedModule(
                 name=name,
                 sha256=sha256,
                 size_bytes=len(wasm),
@@ -176,6 +187,7 @@ class ModuleRegistry:
             # The entry stays, so the generation keeps counting if the file
             # comes back: a (name, generation) pair never means two versions.
             entry.current, entry.last_error, entry.last_error_at = None, "", None
+            self._serving.pop(name, None)
             self._metrics.module_removed(name, self._count_loaded())
         log.info("module %s removed", name)
         return True
@@ -205,14 +217,13 @@ class ModuleRegistry:
         entry = self._entries.get(name)
         if entry is None:
             limiter = ConcurrencyLimiter(
-                name,
-                self._config.module_concurrency,
-                self._config.module_queue,
-                self._metrics.calls_running,
-                self._metrics.calls_waiting,
+                name, self._config.module_concurrency, self._config.module_queue
             )
             entry = self._entries[name] = _Entry(limiter)
         return entry
+
+    def _serving_limiters(self) -> list[ConcurrencyLimiter]:
+        return [module.limiter for module in list(self._serving.values())]
 
     def _count_loaded(self) -> int:
         return sum(1 for e in self._entries.values() if e.current is not None)

@@ -4,23 +4,60 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 
 from .calls import Caller
-from .drain import Drain
-from .errors import GuestTrap, WasmtubeError
+from .errors import GuestTrap, InvalidArgument, WasmtubeError
+from .gate import CallGate
 from .metrics import UNKNOWN_LABEL, Metrics
 from .registry import ModuleRegistry, ModuleStatus
 
-__all__ = ["WasmtubeService"]
+__all__ = ["SERVICE", "Undecodable", "WasmtubeService", "add_to_server"]
 
 log = logging.getLogger(__name__)
+
+SERVICE = pb.DESCRIPTOR.services_by_name["Wasmtube"]
+
+
+class Undecodable:
+    """Stands in for a request whose bytes did not parse.
+
+    grpcio answers a deserialisation failure with INTERNAL "Exception
+    deserializing request!", which blames the server. The usual cause is the
+    caller's: a string field (such as `json`) holding bytes that are not UTF-8,
+    which protobuf refuses and clients in some languages do not check. So the
+    servicer gets this instead, and answers INVALID_ARGUMENT.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = error
+
+
+def _undecodable_message(method: str, request: Undecodable) -> str:
+    return (
+        f"the request to /{SERVICE.full_name}/{method} is not a valid protobuf message "
+        f"(string fields such as json must be UTF-8): {request.error}"
+    )
+
+
+def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def lenient_parse(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as e:
+            return Undecodable(e)
+
+    return lenient_parse
 
 
 class WasmtubeService(pb_grpc.WasmtubeServicer):
@@ -30,13 +67,13 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
         caller: Caller,
         metrics: Metrics,
         call_timeout: float,
-        drain: Drain,
+        gate: CallGate,
     ) -> None:
         self._registry = registry
         self._caller = caller
         self._metrics = metrics
         self._call_timeout = call_timeout
-        self._drain = drain
+        self._gate = gate
 
     def Call(self, request: pb.CallRequest, context: grpc.ServicerContext) -> pb.CallResponse:
         started = time.perf_counter()
@@ -45,16 +82,19 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
         module_label = function_label = UNKNOWN_LABEL
         code = grpc.StatusCode.OK
         try:
+            if isinstance(request, Undecodable):
+                raise InvalidArgument(_undecodable_message("Call", request))
             module = self._caller.module(request)
             module_label = module.name
             function = self._caller.function(request, module)
             function_label = function.name
-            with self._drain.call():
-                result = self._caller.call(request, module, function, deadline)
+            self._gate.enter()
+            try:
+                output = self._caller.call(request, module, function, deadline)
+            finally:
+                self._gate.leave()
             return pb.CallResponse(
-                json=result.json,
-                module_sha256=result.module.sha256,
-                generation=result.module.generation,
+                json=output, module_sha256=module.sha256, generation=module.generation
             )
         except WasmtubeError as e:
             code = e.grpc_code
@@ -97,7 +137,37 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
     def ListModules(
         self, request: pb.ListModulesRequest, context: grpc.ServicerContext
     ) -> pb.ListModulesResponse:
+        if isinstance(request, Undecodable):
+            _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                _undecodable_message("ListModules", request),
+            )
         return pb.ListModulesResponse(modules=[_module_info(s) for s in self._registry.statuses()])
+
+
+def add_to_server(service: WasmtubeService, server: grpc.Server) -> None:
+    """Serve `service`: the generated add_WasmtubeServicer_to_server, except that
+    a request that does not parse reaches the method as Undecodable."""
+    handlers = {
+        "Call": grpc.unary_unary_rpc_method_handler(
+            service.Call,
+            request_deserializer=_lenient(pb.CallRequest.FromString),
+            response_serializer=pb.CallResponse.SerializeToString,
+        ),
+        "ListModules": grpc.unary_unary_rpc_method_handler(
+            service.ListModules,
+            request_deserializer=_lenient(pb.ListModulesRequest.FromString),
+            response_serializer=pb.ListModulesResponse.SerializeToString,
+        ),
+    }
+    unserved = {m.name for m in SERVICE.methods} - set(handlers)
+    if unserved:
+        raise RuntimeError(f"no handler for {sorted(unserved)}: add them to add_to_server")
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(SERVICE.full_name, handlers)
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:

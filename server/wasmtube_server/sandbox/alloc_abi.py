@@ -2,64 +2,84 @@
 
 The host asks the guest for a buffer (`wasmtube_alloc(len) -> ptr`), writes
 the input there and calls `f(ptr, len[, width, height]) -> i64`, whose result
-packs the output's place as `ptr << 32 | len`. Afterwards the host frees both
-buffers with `wasmtube_free(ptr, len)` if the guest exports it. Every pointer
-and length the guest hands back is checked against its memory before use.
+packs the output's place as `ptr << 32 | len`. The host then frees the output
+with `wasmtube_free(ptr, len)` if the guest exports it, unless the output lies
+inside the input buffer (a guest may answer in place).
+
+The input buffer belongs to the host. A pooled instance keeps it between
+calls and reuses it for any input that fits, so a typical call is one guest
+call plus one free instead of four guest calls; buffers over
+KEEP_INPUT_BUFFER bytes are freed after the call, so an idle instance does
+not hold a frame-sized buffer. Every pointer and length the guest hands back
+is checked against its memory before use.
 """
 
 from __future__ import annotations
 
 from ..errors import GuestOutputError, InputTooLarge
 from .abi import ALLOC_EXPORT, FREE_EXPORT
-from .guest_call import ImageInput, Payload, decode_output, invoke
+from .guest_call import ImageInput, Payload, invoke, read_output
 from .instance import GuestInstance
-from .memory import fits, read_bytes, write_bytes
 
-__all__ = ["call_alloc"]
+__all__ = ["KEEP_INPUT_BUFFER", "call_alloc"]
 
+KEEP_INPUT_BUFFER = 1 << 20
 _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
 
 
 def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds: float) -> str:
-    data = payload.data if isinstance(payload, ImageInput) else payload
-    size = len(data)
+    if isinstance(payload, ImageInput):
+        data = payload.data
+        size = len(data)
+        args: tuple[int, ...] = (size, payload.width, payload.height)
+    else:
+        data = payload
+        size = len(data)
+        args = (size,)
+    in_ptr, capacity = _input_buffer(instance, size, seconds)
+    instance.memory.write(in_ptr, data)
+    packed = invoke(instance, function, in_ptr, *args, seconds=seconds) & _U64
+    out_ptr, out_len = packed >> 32, packed & _U32
+    memory = instance.memory
+    if not memory.fits(out_ptr, out_len):
+        raise GuestOutputError(
+            f"function {function!r} returned output at {out_ptr} of length {out_len}, "
+            f"outside its linear memory ({memory.current_size()} bytes)"
+        )
+    output = read_output(instance, function, out_ptr, out_len)
+    if instance.has_export(FREE_EXPORT):
+        # Pooled instances live on: without this their heap would only grow.
+        if not in_ptr <= out_ptr <= out_ptr + out_len <= in_ptr + capacity:
+            invoke(instance, FREE_EXPORT, out_ptr, out_len, seconds=seconds)
+        if capacity > KEEP_INPUT_BUFFER:
+            instance.input_buffer = None
+            invoke(instance, FREE_EXPORT, in_ptr, capacity, seconds=seconds)
+    return output
+
+
+def _input_buffer(instance: GuestInstance, size: int, seconds: float) -> tuple[int, int]:
+    """A guest buffer of at least `size` bytes for the input: (pointer, capacity)."""
+    kept = instance.input_buffer
+    if kept is not None:
+        if kept[1] >= size:
+            return kept
+        instance.input_buffer = None
+        if instance.has_export(FREE_EXPORT):
+            invoke(instance, FREE_EXPORT, kept[0], kept[1], seconds=seconds)
     if size > _U32 >> 1:
         raise InputTooLarge(f"input of {size} bytes exceeds the 2 GiB a wasm32 guest can address")
-    in_ptr = _as_u32(invoke(instance, ALLOC_EXPORT, size, seconds=seconds))
+    in_ptr = invoke(instance, ALLOC_EXPORT, size, seconds=seconds) & _U32
     if in_ptr == 0:
         max_mib = instance.runtime.limits.max_memory // (1024 * 1024)
         raise InputTooLarge(
             f"the guest could not allocate {size} bytes for the input "
             f"({ALLOC_EXPORT} returned 0; linear memory is capped at {max_mib} MiB, --max-memory)"
         )
-    if not fits(instance, in_ptr, size):
+    if not instance.memory.fits(in_ptr, size):
         raise GuestOutputError(
             f"{ALLOC_EXPORT}({size}) returned {in_ptr}, a buffer outside the guest's linear "
-            f"memory ({instance.memory.data_len(instance.store)} bytes)"
+            f"memory ({instance.memory.current_size()} bytes)"
         )
-    write_bytes(instance, in_ptr, data)
-    args: tuple[int, ...] = (in_ptr, size)
-    if isinstance(payload, ImageInput):
-        args += (payload.width, payload.height)
-    packed = invoke(instance, function, *args, seconds=seconds)
-    if not isinstance(packed, int):
-        raise GuestOutputError(f"function {function!r} returned {packed!r}, not an i64")
-    packed &= _U64  # wasmtime gives the i64 signed
-    out_ptr, out_len = packed >> 32, packed & _U32
-    if not fits(instance, out_ptr, out_len):
-        capacity = instance.memory.data_len(instance.store)
-        raise GuestOutputError(
-            f"function {function!r} returned output at {out_ptr} of length {out_len}, "
-            f"outside its linear memory ({capacity} bytes)"
-        )
-    output = read_bytes(instance, out_ptr, out_len)
-    if instance.has_export(FREE_EXPORT):
-        # Pooled instances live on: without this their heap would only grow.
-        invoke(instance, FREE_EXPORT, in_ptr, size, seconds=seconds)
-        invoke(instance, FREE_EXPORT, out_ptr, out_len, seconds=seconds)
-    return decode_output(function, output)
-
-
-def _as_u32(value: object) -> int:
-    return value & _U32 if isinstance(value, int) else 0
+    instance.input_buffer = (in_ptr, size)
+    return in_ptr, size

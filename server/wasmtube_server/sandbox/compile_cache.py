@@ -50,6 +50,9 @@ class CompileCache:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OSError(f"cannot use {directory} as the compile cache (--cache-dir): {e}") from e
+        # Counted once here and kept up to date, so a store does not list the
+        # directory (with 1,000 modules that was half of a cold start).
+        self._entries = len(self._listing())
 
     def _path(self, wasm_sha256: str) -> Path:
         return self.directory / f"{wasm_sha256}-{self._fingerprint}{_SUFFIX}"
@@ -100,18 +103,25 @@ class CompileCache:
         except OSError as e:
             log.warning("compile cache: cannot write to %s: %s", self.directory, e)
             return
-        self._prune()
+        self._entries += 1
+        if self._entries > self._max_entries:
+            self._prune()
+
+    def _listing(self) -> list[Path]:
+        # Names starting with "." are other writers' temporary files.
+        return [p for p in self.directory.glob(f"*{_SUFFIX}") if not p.name.startswith(".")]
 
     def _prune(self) -> None:
-        """Keep the most recently used entries, at most max_entries."""
+        """Keep the most recently used entries: down to 90% of max_entries, so
+        that pruning, which lists the directory, happens once in many stores."""
         entries = []
-        for path in self.directory.glob(f"*{_SUFFIX}"):
-            if path.name.startswith("."):
-                continue  # another writer's temporary file
+        for path in self._listing():
             try:
                 entries.append((path.stat().st_mtime, path))
             except FileNotFoundError:
                 continue
         entries.sort(reverse=True)
-        for _, stale in entries[self._max_entries :]:
+        keep = max(1, self._max_entries * 9 // 10)
+        for _, stale in entries[keep:]:
             stale.unlink(missing_ok=True)
+        self._entries = min(len(entries), keep)

@@ -23,6 +23,20 @@ class ExportedFunction:
     signature: str
     # None when no calling convention fits the signature: not callable.
     convention: CallingConvention | None
+    # The convention's traits, looked up once here instead of on every call.
+    uses_allocator: bool = False
+    takes_image: bool = False
+
+    @classmethod
+    def of(cls, name: str, func_type: wasmtime.FuncType, has_allocator: bool) -> ExportedFunction:
+        convention = classify(func_type, has_allocator)
+        return cls(
+            name,
+            describe_signature(func_type),
+            convention,
+            uses_allocator=convention is not None and convention.uses_allocator,
+            takes_image=convention is not None and convention.takes_image,
+        )
 
     @property
     def why_not_callable(self) -> str:
@@ -94,7 +108,7 @@ def compile_module(runtime: Runtime, wasm: bytes, sha256: str) -> CompiledModule
         )
     has_allocator = _has_allocator(exports)
     functions = {
-        name: ExportedFunction(name, describe_signature(ty), classify(ty, has_allocator))
+        name: ExportedFunction.of(name, ty, has_allocator)
         for name, ty in exports.items()
         if isinstance(ty, wasmtime.FuncType) and name not in (ALLOC_EXPORT, FREE_EXPORT)
     }

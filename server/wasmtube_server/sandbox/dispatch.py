@@ -18,10 +18,8 @@ def call_function(
     seed_offset: int,
     seconds: float,
 ) -> str:
-    """The guest's JSON output; `seconds` is the time the call may take."""
-    convention = function.convention
-    assert convention is not None  # uncallable functions never get here
-    instance.runtime.arm(instance.store, seconds)
-    if convention.uses_allocator:
+    """The guest's output as text; `seconds` is the time the call may take."""
+    instance.arm(seconds)
+    if function.uses_allocator:
         return call_alloc(instance, function.name, payload, seconds)
     return call_seed(instance, function.name, payload, seed_offset, seconds)

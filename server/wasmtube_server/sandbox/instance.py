@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import wasmtime
 
 from ..errors import ModuleLoadError
 from .compiled import MEMORY_EXPORT, CompiledModule, first_line
-from .native import I32Call, export_by_name
+from .memory import LinearMemory
+from .native import GuestFunc, context_address, export_by_name, set_epoch_deadline
 from .runtime import Runtime
 from .traps import trap_cause
 
@@ -35,7 +34,16 @@ class InstancePolicy(enum.Enum):
 class GuestInstance:
     """One instance with its own Store; never shared between threads."""
 
-    __slots__ = ("_calls", "_compiled", "_instance", "memory", "runtime", "store")
+    __slots__ = (
+        "_calls",
+        "_compiled",
+        "_context",
+        "_instance",
+        "input_buffer",
+        "memory",
+        "runtime",
+        "store",
+    )
 
     def __init__(self, compiled: CompiledModule, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -47,12 +55,23 @@ class GuestInstance:
             raise ModuleLoadError(f"cannot be instantiated: {trap_cause(e)}", "instantiate") from e
         except wasmtime.WasmtimeError as e:
             raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}", "instantiate") from e
+        self._context = context_address(self.store)
         memory = export_by_name(self.store, self._instance, MEMORY_EXPORT)
         assert isinstance(memory, wasmtime.Memory)  # checked by compile_module
-        self.memory = memory
-        self._calls: dict[str, I32Call] = {}
+        self.memory = LinearMemory(self._context, memory)
+        self._calls: dict[str, GuestFunc] = {}
+        # The alloc ABI's input buffer (pointer, capacity), kept between calls
+        # of a pooled instance so most calls need no wasmtube_alloc.
+        self.input_buffer: tuple[int, int] | None = None
 
-    def func(self, name: str) -> I32Call:
+    def arm(self, seconds: float) -> None:
+        """Give the next call `seconds` of time and a full tank of fuel."""
+        set_epoch_deadline(self._context, self.runtime.ticks(seconds))
+        fuel = self.runtime.limits.fuel
+        if fuel is not None:
+            self.store.set_fuel(fuel)
+
+    def func(self, name: str) -> GuestFunc:
         """A fast caller for export `name` of this instance, made once.
 
         Only for exports whose types compile_module recorded: i32 parameters
@@ -63,7 +82,7 @@ class GuestInstance:
             func = export_by_name(self.store, self._instance, name)
             assert isinstance(func, wasmtime.Func)  # checked by compile_module
             params, result = self._compiled.call_shapes[name]
-            call = self._calls[name] = I32Call(self.store, func, params, result)
+            call = self._calls[name] = GuestFunc(self.store, func, params, result)
         return call
 
     def has_export(self, name: str) -> bool:
@@ -94,20 +113,21 @@ class InstancePool:
 
     def warm_up(self) -> None:
         """Instantiate once now, so a module that cannot start fails at load."""
-        self._release(GuestInstance(self._compiled, self._runtime))
+        self.give(GuestInstance(self._compiled, self._runtime))
 
-    @contextmanager
-    def acquire(self) -> Iterator[GuestInstance]:
+    def take(self) -> GuestInstance:
+        """An instance for one call: a warm one if any waits, else a new one.
+
+        Give it back with give() only if the call raised nothing; an instance
+        that is not given back is dropped, and its Store with it.
+        """
         with self._lock:
-            instance = self._idle.pop() if self._idle else None
-        if instance is None:
-            instance = GuestInstance(self._compiled, self._runtime)
-        yield instance
-        # Reached only when the call raised nothing; otherwise the instance
-        # is dropped here, and its Store with it.
-        self._release(instance)
+            if self._idle:
+                return self._idle.pop()
+        return GuestInstance(self._compiled, self._runtime)
 
-    def _release(self, instance: GuestInstance) -> None:
+    def give(self, instance: GuestInstance) -> None:
+        """Return an instance after a call that succeeded."""
         with self._lock:
             if len(self._idle) < self._max_idle:
                 self._idle.append(instance)

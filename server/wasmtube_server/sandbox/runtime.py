@@ -38,7 +38,8 @@ class Limits:
     wasi: bool = False
     # Where compiled modules are kept across restarts; None: no cache.
     cache_dir: Path | None = None
-    cache_max_entries: int = 256
+    # Entries kept in the cache; the least recently used beyond it are deleted.
+    cache_max_entries: int = 4096
 
 
 class Runtime:
@@ -52,11 +53,14 @@ class Runtime:
         config = wasmtime.Config()
         config.cranelift_opt_level = "speed"
         config.epoch_interruption = True
+        # Memories grow in place, inside their address reservation, so the
+        # host can keep each instance's base address (see memory.py).
+        config.memory_may_move = False
         # Fuel instruments every block, so only pay for it when asked to.
         config.consume_fuel = fuel
         self.engine = wasmtime.Engine(config)
         # Every setting above that changes compiled code, for the cache key.
-        settings = f"opt=speed epoch=1 fuel={int(fuel)}"
+        settings = f"opt=speed epoch=1 fuel={int(fuel)} may_move=0"
         self.cache = (
             CompileCache(
                 limits.cache_dir,
@@ -111,6 +115,12 @@ class Runtime:
 
     def arm(self, store: wasmtime.Store, seconds: float) -> None:
         """Give the next call on `store` `seconds` of time and a full tank of fuel."""
-        store.set_epoch_deadline(max(1, math.ceil(seconds / TICK_SECONDS)) + 1)
+        store.set_epoch_deadline(self.ticks(seconds))
         if self.limits.fuel is not None:
             store.set_fuel(self.limits.fuel)
+
+    @staticmethod
+    def ticks(seconds: float) -> int:
+        """Epoch ticks for a deadline `seconds` away; one more, since the
+        current tick is already partly over."""
+        return max(1, math.ceil(seconds / TICK_SECONDS)) + 1
