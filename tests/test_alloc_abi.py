@@ -167,3 +167,80 @@ def test_a_lying_guest_gets_a_clear_error(
     assert info.value.code() == code
     assert words in info.value.details()
     assert liars.call("liar", "echo", "[1]").json == "[1]"
+
+
+# A guest that counts the host's wasmtube_alloc and wasmtube_free calls, to
+# check how the host manages the input buffer. `counts` (seed ABI) answers
+# [allocs,frees] as two digits.
+BOOKKEEPER = wat("""
+(module
+  (memory (export "memory") 40)
+  (global $top (mut i32) (i32.const 1024))
+  (global $allocs (mut i32) (i32.const 0))
+  (global $frees (mut i32) (i32.const 0))
+  (func $alloc (export "wasmtube_alloc") (param $len i32) (result i32)
+    (local $p i32)
+    (global.set $allocs (i32.add (global.get $allocs) (i32.const 1)))
+    (local.set $p (global.get $top))
+    (global.set $top (i32.add (local.get $p) (local.get $len)))
+    (local.get $p))
+  (func (export "wasmtube_free") (param $p i32) (param $len i32)
+    (global.set $frees (i32.add (global.get $frees) (i32.const 1))))
+  (func (export "in_place") (param $p i32) (param $len i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))
+            (i64.extend_i32_u (local.get $len))))
+  (func (export "copy") (param $p i32) (param $len i32) (result i64)
+    (local $out i32)
+    (local.set $out (call $alloc (local.get $len)))
+    (memory.copy (local.get $out) (local.get $p) (local.get $len))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32))
+            (i64.extend_i32_u (local.get $len))))
+  (func (export "counts") (param $p i32) (param $len i32) (result i32)
+    (i32.store8 (local.get $p) (i32.const 0x5b))
+    (i32.store8 (i32.add (local.get $p) (i32.const 1))
+                (i32.add (i32.const 0x30) (global.get $allocs)))
+    (i32.store8 (i32.add (local.get $p) (i32.const 2)) (i32.const 0x2c))
+    (i32.store8 (i32.add (local.get $p) (i32.const 3))
+                (i32.add (i32.const 0x30) (global.get $frees)))
+    (i32.store8 (i32.add (local.get $p) (i32.const 4)) (i32.const 0x5d))
+    (i32.const 5)))
+""")
+
+
+@pytest.fixture
+def bookkeeper(start_daemon: Callable[..., RunningDaemon], modules_dir: Path) -> RunningDaemon:
+    deploy(modules_dir, "books", BOOKKEEPER)
+    # One instance, so every call below lands on the same one.
+    return start_daemon(modules_dir, module_concurrency=1, max_idle_instances=1)
+
+
+def counts(daemon: RunningDaemon) -> list[int]:
+    return json.loads(daemon.call("books", "counts", "0").json)
+
+
+def test_the_input_buffer_is_reused_and_in_place_output_is_not_freed(
+    bookkeeper: RunningDaemon,
+) -> None:
+    text = json.dumps("x" * 100)
+    for _ in range(3):
+        assert bookkeeper.call("books", "in_place", text).json == text
+    assert counts(bookkeeper) == [1, 0]  # one input buffer, kept; output in it
+
+
+def test_output_outside_the_input_buffer_is_freed(bookkeeper: RunningDaemon) -> None:
+    text = json.dumps("y" * 100)
+    for _ in range(3):
+        assert bookkeeper.call("books", "copy", text).json == text
+    assert counts(bookkeeper) == [4, 3]  # the input buffer, and 3 outputs freed
+
+
+def test_a_larger_input_replaces_the_buffer_and_a_huge_one_is_not_kept(
+    bookkeeper: RunningDaemon,
+) -> None:
+    bookkeeper.call("books", "in_place", json.dumps("a" * 10))
+    bookkeeper.call("books", "in_place", json.dumps("b" * 5))  # fits: reused
+    bookkeeper.call("books", "in_place", json.dumps("c" * 20))  # the old one is freed
+    assert counts(bookkeeper) == [2, 1]
+    huge = json.dumps("d" * (1 << 21))  # 2 MiB: freed after its call
+    assert bookkeeper.call("books", "in_place", huge).json == huge
+    assert counts(bookkeeper) == [3, 3]
