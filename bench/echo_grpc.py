@@ -1,11 +1,17 @@
-"""Echo of 100 B of JSON over gRPC: wasmtube vs a bare grpcio server.
+"""Scenario 1: echo of 100 B of JSON over gRPC, wasmtube vs a bare grpcio server.
 
-Both servers run as separate processes with the same proto; this process is
-the load generator. Latency (p50, p99) at concurrency 1 with a sync stub;
-throughput at concurrency 1, 8 and 32 with grpc.aio. wasmtube serves the
-bundled Rust guest's `echo` (seed ABI, pooled instances).
+Both servers run at once as separate processes with the same proto; this
+process is the load generator. wasmtube serves the bundled Rust guest's `echo`
+(seed ABI, pooled instances, default settings); the bare server
+(bench/bare_server.py) answers the same messages without any sandbox: the
+floor the Python gRPC stack sets. Measurements alternate between the two
+servers in rounds, so drift of a noisy machine spreads over both:
+  - latency p50 and p99 at concurrency 1 (sync stub, one call at a time);
+  - calls/s at concurrency 1, 8 and 32 (grpc.aio, that many calls in flight).
 
-    python bench/echo_grpc.py [--seconds 5] [--json results.json]
+    python bench/echo_grpc.py [--seconds 8] [--rounds 4] [--json PATH]
+
+--seconds is the time per server and figure, split over --rounds rounds.
 
 Targets (issue 6): p50 at most 1.10x the bare server's; calls/s at
 concurrency 8 at least 0.90x.
@@ -17,54 +23,39 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 import grpc.aio
-from _daemon import daemon, free_port
+from _daemon import daemon
+from _suite import Row, Target, bare_server, p99, print_table, write_json
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 
 PAYLOAD = json.dumps({"args": "x" * 89}, separators=(",", ":"))  # 100 B
 REQUEST = pb.CallRequest(module="wasm_test", function="echo", json=PAYLOAD)
+CONCURRENCY = (1, 8, 32)
+TITLE = f"Scenario 1: echo of {len(PAYLOAD)} B over gRPC, wasmtube vs bare grpcio"
+BASELINE = "bare grpcio"
 
 
-@contextmanager
-def bare_server() -> Iterator[str]:
-    address = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("bare_server.py")), address]
-    )
-    try:
-        grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=30)
-        yield address
-    finally:
-        process.terminate()
-        process.wait()
+def latency_us(stub: pb_grpc.WasmtubeStub, seconds: float) -> list[float]:
+    """Microseconds per call, one call at a time, for about `seconds`."""
+    samples = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter_ns()
+        response = stub.Call(REQUEST)
+        samples.append((time.perf_counter_ns() - start) / 1000)
+    assert response.json == PAYLOAD, response.json
+    return samples
 
 
-def latency_us(address: str, seconds: float) -> list[float]:
-    with grpc.insecure_channel(address) as channel:
-        stub = pb_grpc.WasmtubeStub(channel)
-        for _ in range(300):
-            stub.Call(REQUEST)
-        samples = []
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            start = time.perf_counter_ns()
-            response = stub.Call(REQUEST)
-            samples.append((time.perf_counter_ns() - start) / 1000)
-        assert response.json == PAYLOAD
-        return samples
+def throughput(address: str, concurrency: int, seconds: float) -> tuple[int, float]:
+    """(calls, seconds) with `concurrency` calls in flight for about `seconds`."""
 
-
-def throughput(address: str, concurrency: int, seconds: float) -> float:
     async def run() -> int:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.WasmtubeStub(channel)
@@ -82,39 +73,69 @@ def throughput(address: str, concurrency: int, seconds: float) -> float:
 
     start = time.perf_counter()
     calls = asyncio.run(run())
-    return calls / (time.perf_counter() - start)
-
-
-def measure(address: str, seconds: float) -> dict[str, float]:
-    samples = latency_us(address, seconds)
-    figures = {
-        "p50_us": statistics.median(samples),
-        "p99_us": statistics.quantiles(samples, n=100)[98],
-    }
-    for concurrency in (1, 8, 32):
-        figures[f"calls_per_s_c{concurrency}"] = throughput(address, concurrency, seconds)
-    return figures
+    return calls, time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per server and figure")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
+    per_round = args.seconds / args.rounds
 
-    with bare_server() as address:
-        bare = measure(address, args.seconds)
-    with daemon() as running:
-        ours = measure(running.address, args.seconds)
+    with bare_server() as bare, daemon() as ours:
+        addresses = {"bare": bare.address, "wasmtube": ours.address}
+        channels = {name: grpc.insecure_channel(a) for name, a in addresses.items()}
+        stubs = {name: pb_grpc.WasmtubeStub(c) for name, c in channels.items()}
+        for stub in stubs.values():  # warm-up: connections, pooled instances
+            latency_us(stub, 0.5)
+        latency: dict[str, list[float]] = {"bare": [], "wasmtube": []}
+        calls = {(name, c): [0, 0.0] for name in addresses for c in CONCURRENCY}
+        for round_ in range(args.rounds):
+            order = list(addresses) if round_ % 2 == 0 else list(reversed(addresses))
+            for name in order:
+                latency[name] += latency_us(stubs[name], per_round)
+                for concurrency in CONCURRENCY:
+                    done, took = throughput(addresses[name], concurrency, per_round)
+                    calls[name, concurrency][0] += done
+                    calls[name, concurrency][1] += took
+        for channel in channels.values():
+            channel.close()
 
-    print(f"echo of {len(PAYLOAD)} B over gRPC, {args.seconds:g} s per figure")
-    print(f"{'figure':18} {'bare grpcio':>12} {'wasmtube':>10} {'ratio':>7}  target")
-    targets = {"p50_us": "<= 1.10", "calls_per_s_c8": ">= 0.90"}
-    for key in bare:
-        ratio = ours[key] / bare[key]
-        print(f"{key:18} {bare[key]:12.1f} {ours[key]:10.1f} {ratio:7.2f}  {targets.get(key, '')}")
-    if args.json:
-        args.json.write_text(json.dumps({"bare": bare, "wasmtube": ours}, indent=2))
+    rows = [
+        Row(
+            "p50_us",
+            "p50 latency, us",
+            statistics.median(latency["bare"]),
+            statistics.median(latency["wasmtube"]),
+            Target("<=", 1.10),
+        ),
+        Row("p99_us", "p99 latency, us", p99(latency["bare"]), p99(latency["wasmtube"])),
+    ]
+    for concurrency in CONCURRENCY:
+        rate = {
+            name: calls[name, concurrency][0] / calls[name, concurrency][1] for name in addresses
+        }
+        rows.append(
+            Row(
+                f"calls_per_s_c{concurrency}",
+                f"calls/s at concurrency {concurrency}",
+                rate["bare"],
+                rate["wasmtube"],
+                Target(">=", 0.90) if concurrency == 8 else None,
+            )
+        )
+    notes = [f"{args.rounds} alternating rounds of {per_round:g} s per server and figure"]
+    print_table(TITLE, BASELINE, rows, notes)
+    write_json(
+        args.json,
+        "echo_grpc",
+        TITLE,
+        BASELINE,
+        rows,
+        {"seconds": args.seconds, "rounds": args.rounds, "payload_bytes": len(PAYLOAD)},
+    )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,14 @@ def test_a_4k_frame_is_processed_pixel_by_pixel(guest_daemon: RunningDaemon) -> 
     assert (result["width"], result["height"]) == (3840, 2160)
 
 
+def test_image_checksum_reads_every_byte_of_a_frame(guest_daemon: RunningDaemon) -> None:
+    rng = np.random.default_rng(3)
+    for height, width in [(1080, 1920), (1, 1), (3, 5)]:
+        pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        result = json.loads(guest_daemon.stub.Call(image_request("image_checksum", pixels)).json)
+        assert result == {"width": width, "height": height, "sum": int(pixels.sum())}
+
+
 def test_image_stats_on_small_odd_images(guest_daemon: RunningDaemon) -> None:
     rng = np.random.default_rng(1)
     for height, width in [(1, 1), (3, 5), (17, 2)]:

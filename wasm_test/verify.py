@@ -35,6 +35,7 @@ EXPECTED_EXPORTS = {
     "json_echo": (["i32", "i32"], ["i64"]),
     "json_stats": (["i32", "i32"], ["i64"]),
     "image_stats": (["i32", "i32", "i32", "i32"], ["i64"]),
+    "image_checksum": (["i32", "i32", "i32", "i32"], ["i64"]),
 }
 
 
@@ -277,7 +278,21 @@ def main() -> None:
     check(
         peak * PAGE < len(pixels) + (2 << 20), f"image_stats 4K: peak {peak} pages, no pixel copy"
     )
+    checksum = json.loads(g.alloc_call("image_checksum", pixels, width, height))
+    check(
+        checksum
+        == {"width": width, "height": height, "sum": int(np.frombuffer(pixels, np.uint8).sum())},
+        "image_checksum 4K equals numpy",
+    )
     small = bytes([10, 20, 30, 255, 255, 255])
+    check(
+        json.loads(g.alloc_call("image_checksum", small, 2, 1))["sum"] == sum(small),
+        "image_checksum 2x1",
+    )
+    check(
+        traps(engine, module, "image_checksum", small, 3, 1),
+        "image_checksum traps on len mismatch",
+    )
     check(
         image_reference(small, 2, 1) == json.loads(g.alloc_call("image_stats", small, 2, 1)),
         "image_stats 2x1",

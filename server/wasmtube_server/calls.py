@@ -127,7 +127,9 @@ def _json(text: str) -> bytes:
 
 
 def _image(image: pb.Image) -> ImageInput:
-    width, height, size = image.width, image.height, len(image.data)
+    # Each read of a bytes field copies it out of the message: read it once.
+    data = image.data
+    width, height, size = image.width, image.height, len(data)
     if width == 0 or height == 0:
         raise InvalidArgument(f"image is {width}x{height}: width and height must both be > 0")
     expected = width * height * RGB8_CHANNELS
@@ -136,7 +138,7 @@ def _image(image: pb.Image) -> ImageInput:
             f"image data is {size} bytes, but a {width}x{height} RGB8 image is "
             f"width*height*3 = {expected} bytes"
         )
-    return ImageInput(image.data, width, height)
+    return ImageInput(data, width, height)
 
 
 def _check_json_output(function: ExportedFunction, text: str) -> None:

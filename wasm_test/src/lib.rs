@@ -440,3 +440,68 @@ pub unsafe extern "C" fn image_stats(ptr: i32, len: i32, width: i32, height: i32
         histogram: &histogram,
     })
 }
+
+/// `image_checksum` output.
+#[derive(Serialize)]
+struct ImageChecksum {
+    width: u32,
+    height: u32,
+    sum: u64,
+}
+
+/// 16-byte vectors added into 16-bit lanes before they are widened: each
+/// vector adds at most 2 * 255 per lane, and 128 * 510 = 65,280 fits.
+const VECTORS_PER_WIDEN: usize = 128;
+
+/// The sum of all bytes, 16 at a time with wasm SIMD (simd128, which every
+/// wasmtime supports): pairs of bytes are added into eight 16-bit lanes, which
+/// are widened into four 32-bit lanes every 128 vectors and into the u64 sum
+/// every 128 widenings (128 * 128 * 4 * 255 < 2^32).
+#[target_feature(enable = "simd128")]
+unsafe fn byte_sum(bytes: &[u8]) -> u64 {
+    use core::arch::wasm32::*;
+    let mut vectors = bytes.chunks_exact(16);
+    let (mut sum, mut wide, mut narrow) = (0u64, u32x4_splat(0), u16x8_splat(0));
+    let (mut narrow_count, mut wide_count) = (0usize, 0usize);
+    for vector in &mut vectors {
+        let v = v128_load(vector.as_ptr() as *const v128);
+        narrow = u16x8_add(narrow, u16x8_extadd_pairwise_u8x16(v));
+        narrow_count += 1;
+        if narrow_count == VECTORS_PER_WIDEN {
+            wide = u32x4_add(wide, u32x4_extadd_pairwise_u16x8(narrow));
+            narrow = u16x8_splat(0);
+            narrow_count = 0;
+            wide_count += 1;
+            if wide_count == VECTORS_PER_WIDEN {
+                sum += lanes_sum(wide);
+                wide = u32x4_splat(0);
+                wide_count = 0;
+            }
+        }
+    }
+    wide = u32x4_add(wide, u32x4_extadd_pairwise_u16x8(narrow));
+    sum += lanes_sum(wide);
+    sum + vectors.remainder().iter().map(|&b| b as u64).sum::<u64>()
+}
+
+#[target_feature(enable = "simd128")]
+unsafe fn lanes_sum(v: core::arch::wasm32::v128) -> u64 {
+    use core::arch::wasm32::u32x4_extract_lane;
+    u32x4_extract_lane::<0>(v) as u64
+        + u32x4_extract_lane::<1>(v) as u64
+        + u32x4_extract_lane::<2>(v) as u64
+        + u32x4_extract_lane::<3>(v) as u64
+}
+
+/// RGB8 pixels -> the sum of all their bytes: the least work that still reads
+/// every pixel, to measure how fast images reach a guest (bench/images_grpc.py).
+#[no_mangle]
+pub unsafe extern "C" fn image_checksum(ptr: i32, len: i32, width: i32, height: i32) -> i64 {
+    let n = addr(width)
+        .checked_mul(addr(height))
+        .and_then(|pixels| pixels.checked_mul(3))
+        .expect("image_checksum: width*height*3 overflows");
+    assert!(n == addr(len), "image_checksum: len is not width*height*3");
+    let sum = byte_sum(borrowed_input(ptr, len));
+    json_output(&ImageChecksum { width: width as u32, height: height as u32, sum })
+}

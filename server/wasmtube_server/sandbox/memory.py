@@ -6,8 +6,11 @@ once per instance. The size is cached too: a linear memory never shrinks,
 so a range inside the cached size is inside the memory, and the real size is
 read only when a range falls outside the cached one.
 
-Input goes in with one `memmove` from the request's bytes; output text is
-decoded straight out of linear memory, without an intermediate bytes object.
+Both directions go through a memoryview of the whole memory: input is one
+slice assignment from the request's bytes, output text is decoded straight
+out of linear memory, without an intermediate bytes object. Neither releases
+the GIL, unlike a ctypes call (memmove, string_at): a released GIL goes to
+another request's thread, and getting it back costs two thread switches.
 """
 
 from __future__ import annotations
@@ -53,21 +56,18 @@ class LinearMemory:
         """Copy `data` to `offset`."""
         if not self.fits(offset, len(data)):
             raise IndexError(f"write of {len(data)} bytes at {offset} is outside linear memory")
-        if data:
-            ctypes.memmove(self.base + offset, data, len(data))
-
-    def read(self, offset: int, length: int) -> bytes:
-        """Copy `length` bytes from `offset`."""
-        if not self.fits(offset, length):
-            raise IndexError(f"read of {length} bytes at {offset} is outside linear memory")
-        return ctypes.string_at(self.base + offset, length) if length else b""
+        self._whole()[offset : offset + len(data)] = data
 
     def read_text(self, offset: int, length: int) -> str:
         """Decode `length` bytes at `offset` as UTF-8; raises UnicodeDecodeError."""
         if not self.fits(offset, length):
             raise IndexError(f"read of {length} bytes at {offset} is outside linear memory")
+        return str(self._whole()[offset : offset + length], "utf-8")
+
+    def _whole(self) -> memoryview:
+        """A view of the whole memory at its known size; made anew when it grows."""
         view = self._view
         if view is None:
-            # A view of the whole memory as it is now; dropped when it grows.
-            view = self._view = memoryview((ctypes.c_char * self.size).from_address(self.base))
-        return str(view[offset : offset + length], "utf-8")
+            array = (ctypes.c_ubyte * self.size).from_address(self.base)
+            view = self._view = memoryview(array).cast("B")
+        return view
