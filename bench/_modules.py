@@ -42,3 +42,32 @@ def large_module(version: int, functions: int = 3000, steps: int = 12) -> bytes:
             (i32.store16 (local.get 0) (i32.const 0x7d7b)) (i32.const 2)))
         """)
     )
+
+
+# An alloc-ABI echo: `echo` returns its input's own place, packed ptr << 32 | len.
+# The allocator is a stack, so the host's wasmtube_free of the newest buffer
+# gives the space back and a pooled instance does not grow call after call.
+ECHO_WAT = """
+(module
+  (memory (export "memory") 2)
+  (global $top (mut i32) (i32.const 1024))
+  (func (export "wasmtube_alloc") (param $len i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $top))
+    (if (i64.gt_u (i64.add (i64.extend_i32_u (local.get $p)) (i64.extend_i32_u (local.get $len)))
+                  (i64.shl (i64.extend_i32_u (memory.size)) (i64.const 16)))
+      (then (return (i32.const 0))))
+    (global.set $top (i32.add (local.get $p) (local.get $len)))
+    (local.get $p))
+  (func (export "wasmtube_free") (param $p i32) (param $len i32)
+    (if (i32.eq (i32.add (local.get $p) (local.get $len)) (global.get $top))
+      (then (global.set $top (local.get $p)))))
+  (func (export "echo") (param $p i32) (param $len i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))
+            (i64.extend_i32_u (local.get $len)))))
+"""
+
+
+def echo_module() -> bytes:
+    """The alloc-ABI echo above, assembled: no parsing, the least a guest can do."""
+    return bytes(wasmtime.wat2wasm(ECHO_WAT))

@@ -1,8 +1,11 @@
 """Scenario 1: echo of 100 B of JSON over gRPC, wasmtube vs a bare grpcio server.
 
 Both servers run at once as separate processes with the same proto; this
-process is the load generator. wasmtube serves the bundled Rust guest's `echo`
-(seed ABI, pooled instances, default settings); the bare server
+process is the load generator. wasmtube (default settings) serves an echo
+guest that does nothing but hand its input back (alloc ABI, written in WAT:
+bench/_modules.py), so the figures are the sidecar's own cost; one more row
+gives the p50 of the bundled Rust guest's `echo` (seed ABI), which parses
+and re-serialises the JSON with serde. The bare server
 (bench/bare_server.py) answers the same messages without any sandbox: the
 floor the Python gRPC stack sets. Measurements alternate between the two
 servers in rounds, so drift of a noisy machine spreads over both:
@@ -23,31 +26,37 @@ import argparse
 import asyncio
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import grpc
 import grpc.aio
 from _daemon import daemon
+from _modules import echo_module
 from _suite import Row, Target, bare_server, p99, print_table, write_json
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
+from wasmtube_server import BUNDLED_MODULES_DIR
 
 PAYLOAD = json.dumps({"args": "x" * 89}, separators=(",", ":"))  # 100 B
-REQUEST = pb.CallRequest(module="wasm_test", function="echo", json=PAYLOAD)
+REQUEST = pb.CallRequest(module="echo", function="echo", json=PAYLOAD)
+RUST_REQUEST = pb.CallRequest(module="wasm_test", function="echo", json=PAYLOAD)
 CONCURRENCY = (1, 8, 32)
 TITLE = f"Scenario 1: echo of {len(PAYLOAD)} B over gRPC, wasmtube vs bare grpcio"
 BASELINE = "bare grpcio"
 
 
-def latency_us(stub: pb_grpc.WasmtubeStub, seconds: float) -> list[float]:
+def latency_us(
+    stub: pb_grpc.WasmtubeStub, seconds: float, request: pb.CallRequest = REQUEST
+) -> list[float]:
     """Microseconds per call, one call at a time, for about `seconds`."""
     samples = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         start = time.perf_counter_ns()
-        response = stub.Call(REQUEST)
+        response = stub.Call(request)
         samples.append((time.perf_counter_ns() - start) / 1000)
     assert response.json == PAYLOAD, response.json
     return samples
@@ -84,25 +93,58 @@ def main() -> None:
     args = parser.parse_args()
     per_round = args.seconds / args.rounds
 
-    with bare_server() as bare, daemon() as ours:
-        addresses = {"bare": bare.address, "wasmtube": ours.address}
-        channels = {name: grpc.insecure_channel(a) for name, a in addresses.items()}
-        stubs = {name: pb_grpc.WasmtubeStub(c) for name, c in channels.items()}
-        for stub in stubs.values():  # warm-up: connections, pooled instances
-            latency_us(stub, 0.5)
-        latency: dict[str, list[float]] = {"bare": [], "wasmtube": []}
-        calls = {(name, c): [0, 0.0] for name in addresses for c in CONCURRENCY}
-        for round_ in range(args.rounds):
-            order = list(addresses) if round_ % 2 == 0 else list(reversed(addresses))
-            for name in order:
-                latency[name] += latency_us(stubs[name], per_round)
-                for concurrency in CONCURRENCY:
-                    done, took = throughput(addresses[name], concurrency, per_round)
-                    calls[name, concurrency][0] += done
-                    calls[name, concurrency][1] += took
-        for channel in channels.values():
-            channel.close()
+    with tempfile.TemporaryDirectory() as modules:
+        (Path(modules) / "echo.wasm").write_bytes(echo_module())
+        (Path(modules) / "wasm_test.wasm").write_bytes(
+            (BUNDLED_MODULES_DIR / "wasm_test.wasm").read_bytes()
+        )
+        with bare_server() as bare, daemon("--modules", modules) as ours:
+            figures = measure(bare.address, ours.address, args.rounds, per_round)
+    rows = report(*figures)
+    notes = [f"{args.rounds} alternating rounds of {per_round:g} s per server and figure"]
+    print_table(TITLE, BASELINE, rows, notes)
+    write_json(
+        args.json,
+        "echo_grpc",
+        TITLE,
+        BASELINE,
+        rows,
+        {"seconds": args.seconds, "rounds": args.rounds, "payload_bytes": len(PAYLOAD)},
+    )
 
+
+Latency = dict[str, list[float]]
+Calls = dict[tuple[str, int], list[float]]
+
+
+def measure(
+    bare: str, ours: str, rounds: int, per_round: float
+) -> tuple[Latency, Calls, list[float]]:
+    """Latency samples, [calls, seconds] per server and concurrency, Rust echo samples."""
+    addresses = {"bare": bare, "wasmtube": ours}
+    channels = {name: grpc.insecure_channel(a) for name, a in addresses.items()}
+    stubs = {name: pb_grpc.WasmtubeStub(c) for name, c in channels.items()}
+    for stub in stubs.values():  # warm-up: connections, pooled instances
+        latency_us(stub, 0.5)
+    latency_us(stubs["wasmtube"], 0.5, RUST_REQUEST)
+    latency: Latency = {"bare": [], "wasmtube": []}
+    rust: list[float] = []
+    calls: Calls = {(name, c): [0, 0.0] for name in addresses for c in CONCURRENCY}
+    for round_ in range(rounds):
+        order = list(addresses) if round_ % 2 == 0 else list(reversed(addresses))
+        for name in order:
+            latency[name] += latency_us(stubs[name], per_round)
+            for concurrency in CONCURRENCY:
+                done, took = throughput(addresses[name], concurrency, per_round)
+                calls[name, concurrency][0] += done
+                calls[name, concurrency][1] += took
+        rust += latency_us(stubs["wasmtube"], per_round / 2, RUST_REQUEST)
+    for channel in channels.values():
+        channel.close()
+    return latency, calls, rust
+
+
+def report(latency: Latency, calls: Calls, rust: list[float]) -> list[Row]:
     rows = [
         Row(
             "p50_us",
@@ -115,7 +157,8 @@ def main() -> None:
     ]
     for concurrency in CONCURRENCY:
         rate = {
-            name: calls[name, concurrency][0] / calls[name, concurrency][1] for name in addresses
+            name: calls[name, concurrency][0] / calls[name, concurrency][1]
+            for name in ("bare", "wasmtube")
         }
         rows.append(
             Row(
@@ -126,16 +169,15 @@ def main() -> None:
                 Target(">=", 0.90) if concurrency == 8 else None,
             )
         )
-    notes = [f"{args.rounds} alternating rounds of {per_round:g} s per server and figure"]
-    print_table(TITLE, BASELINE, rows, notes)
-    write_json(
-        args.json,
-        "echo_grpc",
-        TITLE,
-        BASELINE,
-        rows,
-        {"seconds": args.seconds, "rounds": args.rounds, "payload_bytes": len(PAYLOAD)},
+    rows.append(
+        Row(
+            "p50_us_rust_echo",
+            "p50 latency, us, Rust serde echo",
+            statistics.median(latency["bare"]),
+            statistics.median(rust),
+        )
     )
+    return rows
 
 
 if __name__ == "__main__":

@@ -26,20 +26,23 @@ class ConcurrencyLimiter:
         self._max_waiting = max_waiting
         self.running = 0
         self.waiting = 0
-        self._changed = threading.Condition(threading.Lock())
+        # Calls take the plain lock (a C-level `with`); only waiting calls use
+        # the Condition built on it.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     def enter(self, deadline: float) -> None:
         """Take one of the running slots; pair with leave().
 
         `deadline` is a time.monotonic() value.
         """
-        with self._changed:
+        with self._lock:
             if self.running >= self._max_running:
                 self._wait(deadline)
             self.running += 1
 
     def leave(self) -> None:
-        with self._changed:
+        with self._lock:
             self.running -= 1
             if self.waiting:
                 self._changed.notify()

@@ -17,7 +17,7 @@ from ..errors import ModuleLoadError
 from .compiled import MEMORY_EXPORT, CompiledModule, first_line
 from .memory import LinearMemory
 from .native import GuestFunc, context_address, export_by_name, set_epoch_deadline
-from .runtime import Runtime
+from .runtime import Runtime, ticks
 from .traps import trap_cause
 
 __all__ = ["GuestInstance", "InstancePolicy", "InstancePool"]
@@ -38,6 +38,7 @@ class GuestInstance:
         "_calls",
         "_compiled",
         "_context",
+        "_fuel",
         "_instance",
         "input_buffer",
         "memory",
@@ -56,6 +57,7 @@ class GuestInstance:
         except wasmtime.WasmtimeError as e:
             raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}", "instantiate") from e
         self._context = context_address(self.store)
+        self._fuel = runtime.limits.fuel
         memory = export_by_name(self.store, self._instance, MEMORY_EXPORT)
         assert isinstance(memory, wasmtime.Memory)  # checked by compile_module
         self.memory = LinearMemory(self._context, memory)
@@ -66,10 +68,9 @@ class GuestInstance:
 
     def arm(self, seconds: float) -> None:
         """Give the next call `seconds` of time and a full tank of fuel."""
-        set_epoch_deadline(self._context, self.runtime.ticks(seconds))
-        fuel = self.runtime.limits.fuel
-        if fuel is not None:
-            self.store.set_fuel(fuel)
+        set_epoch_deadline(self._context, ticks(seconds))
+        if self._fuel is not None:
+            self.store.set_fuel(self._fuel)
 
     def func(self, name: str) -> GuestFunc:
         """A fast caller for export `name` of this instance, made once.

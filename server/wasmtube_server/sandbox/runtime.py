@@ -18,7 +18,7 @@ import wasmtime
 
 from .compile_cache import CompileCache
 
-__all__ = ["TICK_SECONDS", "Limits", "Runtime"]
+__all__ = ["TICK_SECONDS", "Limits", "Runtime", "ticks"]
 
 # Epoch granularity: a deadline fires at most one tick late. 10 ms keeps the
 # overshoot far below the 100 ms budget, and the ticker costs ~0% CPU.
@@ -40,6 +40,12 @@ class Limits:
     cache_dir: Path | None = None
     # Entries kept in the cache; the least recently used beyond it are deleted.
     cache_max_entries: int = 4096
+
+
+def ticks(seconds: float) -> int:
+    """Epoch ticks for a deadline `seconds` away; one more, since the current
+    tick is already partly over."""
+    return max(1, math.ceil(seconds / TICK_SECONDS)) + 1
 
 
 class Runtime:
@@ -115,12 +121,6 @@ class Runtime:
 
     def arm(self, store: wasmtime.Store, seconds: float) -> None:
         """Give the next call on `store` `seconds` of time and a full tank of fuel."""
-        store.set_epoch_deadline(self.ticks(seconds))
+        store.set_epoch_deadline(ticks(seconds))
         if self.limits.fuel is not None:
             store.set_fuel(self.limits.fuel)
-
-    @staticmethod
-    def ticks(seconds: float) -> int:
-        """Epoch ticks for a deadline `seconds` away; one more, since the
-        current tick is already partly over."""
-        return max(1, math.ceil(seconds / TICK_SECONDS)) + 1
