@@ -289,3 +289,18 @@ def test_undecodable_request_is_invalid_argument(bad_daemon: RunningDaemon, raw:
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid protobuf message" in info.value.details()
     assert bad_daemon.call("good", "get").json == '{"good":true}'
+
+
+def test_undecodable_list_modules_request_is_invalid_argument(bad_daemon: RunningDaemon) -> None:
+    call = bad_daemon.channel.unary_unary(
+        "/wasmtube.v1.Wasmtube/ListModules",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        call(b"\xff\xff\xff")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "/wasmtube.v1.Wasmtube/ListModules is not a valid protobuf message" in (
+        info.value.details()
+    )
+    assert set(bad_daemon.modules()) == {"bad", "good"}

@@ -249,6 +249,15 @@ def test_options_come_from_flags_then_environment_then_toml(tmp_path: Path) -> N
     assert _resolve([])["call_timeout"] == 10.0
 
 
+def test_flag_pairs_and_new_options_resolve_to_config_defaults() -> None:
+    defaults = _resolve([])
+    assert (defaults["wasi"], defaults["check_output"]) == (False, False)
+    assert defaults["cache_max_entries"] == 4096
+    params = _resolve(["--check-output", "--cache-max-entries", "50"])
+    assert (params["check_output"], params["cache_max_entries"]) == (True, 50)
+    assert _resolve([], {"WASMTUBE_CHECK_OUTPUT": "1"})["check_output"] is True
+
+
 def test_every_option_has_an_environment_variable_and_help() -> None:
     for param in serve.params:
         assert param.envvar == f"WASMTUBE_{param.name.upper()}" or param.name in {"modules_dir"}, (
