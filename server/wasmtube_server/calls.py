@@ -20,6 +20,7 @@ from .errors import (
     CallTimedOut,
     FunctionNotCallable,
     FunctionNotFound,
+    GuestError,
     GuestOutputError,
     InvalidArgument,
 )
@@ -87,7 +88,13 @@ class Caller:
                 raise CallTimedOut(
                     f"the deadline passed before function {function.name!r} could start"
                 )
-            output = call_function(instance, function, payload, self._seed_offset, seconds)
+            try:
+                output = call_function(instance, function, payload, self._seed_offset, seconds)
+            except GuestError as e:
+                # Failing on purpose is a normal return: the instance is fine.
+                if e.instance_usable:
+                    pool.give(instance)
+                raise
             pool.give(instance)
         finally:
             limiter.leave()

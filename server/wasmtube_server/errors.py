@@ -16,6 +16,7 @@ __all__ = [
     "Draining",
     "FunctionNotCallable",
     "FunctionNotFound",
+    "GuestError",
     "GuestFuelExhausted",
     "GuestOutOfMemory",
     "GuestOutputError",
@@ -40,6 +41,10 @@ class WasmtubeError(Exception):
     @property
     def message(self) -> str:
         return str(self)
+
+    def status_code(self) -> grpc.StatusCode:
+        """The status a caller gets: the class's, unless an error carries its own."""
+        return self.grpc_code
 
 
 class ModuleNotFound(WasmtubeError):
@@ -70,6 +75,19 @@ class InputTooLarge(WasmtubeError):
     """The input does not fit in the guest's linear memory."""
 
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class GuestError(WasmtubeError):
+    """The guest failed the call on purpose (wasmtube.fail), with its own code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, instance_usable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        # False when the guest trapped after reporting: its instance is dropped.
+        self.instance_usable = instance_usable
+
+    def status_code(self) -> grpc.StatusCode:
+        return self.code
 
 
 class GuestTrap(WasmtubeError):

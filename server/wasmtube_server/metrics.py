@@ -110,6 +110,13 @@ class Metrics:
             ["module", "function", "reason"],
             registry=registry,
         )
+        self.guest_errors = Counter(
+            "wasmtube_guest_errors_total",
+            "Calls a guest failed on purpose with wasmtube.fail, by module, function and the "
+            "gRPC status code it chose.",
+            ["module", "function", "code"],
+            registry=registry,
+        )
         self._call_counts = _CallCountsCollector()
         registry.register(self._call_counts)
         self.reloads = Counter(
@@ -179,6 +186,9 @@ class Metrics:
 
     def cache_lookup(self, result: str) -> None:
         self.compile_cache.labels(result).inc()
+
+    def guest_failed(self, module: str, function: str, code: str) -> None:
+        self.guest_errors.labels(module, function, code).inc()
 
     def trapped(self, module: str, function: str, reason: str) -> None:
         self.traps.labels(module, function, reason).inc()

@@ -15,7 +15,7 @@ from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 
 from .calls import Caller
-from .errors import GuestTrap, InvalidArgument, WasmtubeError
+from .errors import GuestError, GuestTrap, InvalidArgument, WasmtubeError
 from .gate import CallGate
 from .metrics import UNKNOWN_LABEL, Metrics
 from .registry import ModuleRegistry, ModuleStatus
@@ -97,9 +97,11 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
                 json=output, module_sha256=module.sha256, generation=module.generation
             )
         except WasmtubeError as e:
-            code = e.grpc_code
+            code = e.status_code()
             if isinstance(e, GuestTrap):
                 self._metrics.trapped(module_label, function_label, e.reason)
+            elif isinstance(e, GuestError):
+                self._metrics.guest_failed(module_label, function_label, code.name)
             _abort(context, code, e.message)
         except Exception as e:
             # A bug of ours: answer INTERNAL and keep serving.

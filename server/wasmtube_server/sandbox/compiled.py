@@ -90,10 +90,14 @@ def compile_module(runtime: Runtime, wasm: bytes, sha256: str) -> CompiledModule
         if runtime.cache is not None:
             runtime.cache.store(sha256, module)
 
-    missing = [i for i in module.imports if not runtime.provides(i.module)]
+    missing = [i for i in module.imports if not runtime.provides(i.module, i.name or "")]
     if missing:
         names = ", ".join(f"{i.module}.{i.name}" for i in missing)
-        offer = "nothing" if not runtime.limits.wasi else "only WASI preview 1"
+        offer = (
+            "only wasmtube.fail"
+            if not runtime.limits.wasi
+            else "only wasmtube.fail and WASI preview 1"
+        )
         raise ModuleLoadError(
             f"imports {names}, which wasmtube does not provide; a module may import {offer}"
             + ("" if runtime.limits.wasi else " (start the daemon with --wasi to offer WASI)"),

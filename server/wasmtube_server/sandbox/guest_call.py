@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import wasmtime
 
-from ..errors import GuestOutputError
+from ..errors import GuestError, GuestOutputError
 from .instance import GuestInstance
 from .traps import trap_error
 
@@ -27,13 +27,25 @@ Payload = bytes | ImageInput
 
 
 def invoke(instance: GuestInstance, name: str, *args: int, seconds: float) -> int:
-    """Call export `name`, turning a trap into the GuestTrap a caller should see."""
+    """Call export `name`, turning a trap into the GuestTrap a caller should see,
+    and a call of wasmtube.fail into the GuestError it reported."""
     try:
-        return instance.func(name)(*args)
+        result = instance.func(name)(*args)
     except wasmtime.Trap as trap:
+        if instance.reported is not None:
+            raise _reported_error(instance, usable=False) from trap
         memory_size = instance.memory.current_size()
         max_memory = instance.runtime.limits.max_memory
         raise trap_error(trap, name, seconds, memory_size, max_memory) from trap
+    if instance.reported is not None:
+        raise _reported_error(instance, usable=True)
+    return result
+
+
+def _reported_error(instance: GuestInstance, usable: bool) -> GuestError:
+    reported, instance.reported = instance.reported, None
+    assert reported is not None
+    return GuestError(reported.code, reported.message, instance_usable=usable)
 
 
 def read_output(instance: GuestInstance, function: str, offset: int, length: int) -> str:

@@ -15,6 +15,7 @@ import wasmtime
 
 from ..errors import ModuleLoadError
 from .compiled import MEMORY_EXPORT, CompiledModule, first_line
+from .host import ReportedError
 from .memory import LinearMemory
 from .native import GuestFunc, context_address, export_by_name, set_epoch_deadline
 from .runtime import Runtime, ticks
@@ -35,6 +36,7 @@ class GuestInstance:
     """One instance with its own Store; never shared between threads."""
 
     __slots__ = (
+        "__weakref__",
         "_calls",
         "_compiled",
         "_context",
@@ -42,6 +44,7 @@ class GuestInstance:
         "_instance",
         "input_buffer",
         "memory",
+        "reported",
         "runtime",
         "store",
     )
@@ -65,6 +68,9 @@ class GuestInstance:
         # The alloc ABI's input buffer (pointer, capacity), kept between calls
         # of a pooled instance so most calls need no wasmtube_alloc.
         self.input_buffer: tuple[int, int] | None = None
+        # Set by the host function wasmtube.fail during a call.
+        self.reported: ReportedError | None = None
+        runtime.host.register(self._context, self)
 
     def arm(self, seconds: float) -> None:
         """Give the next call `seconds` of time and a full tank of fuel."""

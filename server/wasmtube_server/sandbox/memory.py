@@ -61,6 +61,12 @@ class LinearMemory:
             raise IndexError(f"write of {len(data)} bytes at {offset} is outside linear memory")
         self._whole()[offset : offset + len(data)] = data
 
+    def read_bytes(self, offset: int, length: int) -> bytes:
+        """Copy `length` bytes from `offset`."""
+        if not self.fits(offset, length):
+            raise IndexError(f"read of {length} bytes at {offset} is outside linear memory")
+        return self._whole()[offset : offset + length].tobytes()
+
     def read_text(self, offset: int, length: int) -> str:
         """Decode `length` bytes at `offset` as UTF-8; raises UnicodeDecodeError."""
         if not self.fits(offset, length):

@@ -29,6 +29,7 @@ from wasmtime._extern import wrap_extern
 
 __all__ = [
     "GuestFunc",
+    "caller_context_address",
     "context_address",
     "export_by_name",
     "memory_address",
@@ -71,6 +72,13 @@ _I32_STRIDE = _RAW_SIZE // 4
 def context_address(store: wasmtime.Store) -> int:
     """The address of `store`'s context, valid as long as the Store lives."""
     address = ctypes.cast(store._context(), _c_void_p).value
+    assert address is not None
+    return address
+
+
+def caller_context_address(caller: wasmtime.Caller) -> int:
+    """The context address of the Store a host function's caller runs in."""
+    address = ctypes.cast(caller._context(), _c_void_p).value
     assert address is not None
     return address
 

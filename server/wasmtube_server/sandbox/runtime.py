@@ -17,6 +17,7 @@ from pathlib import Path
 import wasmtime
 
 from .compile_cache import CompileCache
+from .host import HOST_MODULE, HostFunctions
 
 __all__ = ["TICK_SECONDS", "Limits", "Runtime", "ticks"]
 
@@ -79,6 +80,8 @@ class Runtime:
             else None
         )
         self.linker = wasmtime.Linker(self.engine)
+        self.host = HostFunctions()
+        self.host.define(self.linker)
         if limits.wasi:
             self.linker.define_wasi()
         self._stop = threading.Event()
@@ -104,8 +107,10 @@ class Runtime:
         while not self._stop.wait(TICK_SECONDS):
             self.engine.increment_epoch()
 
-    def provides(self, import_module: str) -> bool:
-        """Whether imports from `import_module` can be satisfied."""
+    def provides(self, import_module: str, name: str) -> bool:
+        """Whether the import `import_module.name` can be satisfied."""
+        if import_module == HOST_MODULE:
+            return name in HostFunctions.NAMES
         return self.limits.wasi and import_module == WASI_MODULE
 
     def new_store(self) -> wasmtime.Store:

@@ -1,0 +1,117 @@
+"""A guest fails a call on purpose with wasmtube.fail: its code and message
+reach the caller, the metrics count it, and the instance stays in the pool."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from conftest import RunningDaemon, deploy, wat
+
+# Seed ABI functions, plus one alloc-ABI function. `calls` counts every call
+# of this instance, so a test can tell whether the instance was kept.
+FAILING = wat("""
+(module
+  (import "wasmtube" "fail" (func $fail (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (global $calls (mut i32) (i32.const 0))
+  (data (i32.const 2048) "width must be even")
+  (func $count (global.set $calls (i32.add (global.get $calls) (i32.const 1))))
+  (func (export "invalid") (param i32 i32) (result i32)
+    (call $count)
+    (call $fail (i32.const 3) (i32.const 2048) (i32.const 18))
+    (i32.const 0))
+  (func (export "code_zero") (param i32 i32) (result i32)
+    (call $fail (i32.const 0) (i32.const 2048) (i32.const 18)) (i32.const 0))
+  (func (export "code_99") (param i32 i32) (result i32)
+    (call $fail (i32.const 99) (i32.const 2048) (i32.const 18)) (i32.const 0))
+  (func (export "message_outside") (param i32 i32) (result i32)
+    (call $fail (i32.const 9) (i32.const 0x7ffffff0) (i32.const 100)) (i32.const 0))
+  (func (export "fail_then_trap") (param i32 i32) (result i32)
+    (call $fail (i32.const 5) (i32.const 2048) (i32.const 5)) unreachable)
+  (func (export "calls") (param $p i32) (param i32) (result i32)
+    (call $count)
+    (i32.store8 (local.get $p) (i32.add (i32.const 0x30) (global.get $calls)))
+    (i32.const 1))
+  (func (export "wasmtube_alloc") (param i32) (result i32) (i32.const 4096))
+  (func (export "not_found") (param i32 i32) (result i64)
+    (call $fail (i32.const 5) (i32.const 2048) (i32.const 5)) (i64.const 0)))
+""")
+
+
+@pytest.fixture
+def failing(start_daemon: Callable[..., RunningDaemon], modules_dir: Path) -> RunningDaemon:
+    deploy(modules_dir, "failing", FAILING)
+    # One instance, so consecutive calls land on the same one unless it is dropped.
+    return start_daemon(modules_dir, module_concurrency=1, max_idle_instances=1)
+
+
+def failure(daemon: RunningDaemon, function: str) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        daemon.call("failing", function)
+    return info.value
+
+
+def test_the_guest_chooses_the_status_and_the_message(failing: RunningDaemon) -> None:
+    error = failure(failing, "invalid")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "width must be even"
+    labels = {"module": "failing", "function": "invalid", "code": "INVALID_ARGUMENT"}
+    assert failing.metric("wasmtube_guest_errors_total", **labels) == 1
+    assert failing.metric("wasmtube_calls_total", **labels) == 1
+    assert failing.metric("wasmtube_traps_total", module="failing") is None
+
+
+def test_the_alloc_abi_reports_the_same_way(failing: RunningDaemon) -> None:
+    error = failure(failing, "not_found")
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "width")
+
+
+def test_failing_on_purpose_keeps_the_instance(failing: RunningDaemon) -> None:
+    assert failing.call("failing", "calls").json == "1"
+    failure(failing, "invalid")
+    assert failing.call("failing", "calls").json == "3"  # the same instance: 3 calls
+
+
+def test_a_trap_after_failing_reports_the_failure_and_drops_the_instance(
+    failing: RunningDaemon,
+) -> None:
+    assert failing.call("failing", "calls").json == "1"
+    error = failure(failing, "fail_then_trap")
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "width")
+    assert failing.call("failing", "calls").json == "1"  # a new instance
+
+
+@pytest.mark.parametrize("function, code", [("code_zero", 0), ("code_99", 99)])
+def test_a_code_that_is_not_an_error_is_internal(
+    failing: RunningDaemon, function: str, code: int
+) -> None:
+    error = failure(failing, function)
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert f"status code {code}, which is not a gRPC error code" in error.details()
+    assert "width must be even" in error.details()
+
+
+def test_a_message_outside_memory_keeps_the_code(failing: RunningDaemon) -> None:
+    error = failure(failing, "message_outside")
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "lies outside linear memory" in error.details()
+
+
+def test_an_unknown_wasmtube_import_fails_to_load_with_its_name(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path
+) -> None:
+    deploy(
+        modules_dir,
+        "unknown",
+        wat("""
+        (module (import "wasmtube" "explode" (func))
+          (memory (export "memory") 1))
+        """),
+    )
+    daemon = start_daemon(modules_dir)
+    info = daemon.modules()["unknown"]
+    assert "imports wasmtube.explode, which wasmtube does not provide" in info.last_error
