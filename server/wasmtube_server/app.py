@@ -54,8 +54,10 @@ class Daemon:
                 wasi=config.wasi,
                 cache_dir=config.cache_dir,
                 cache_max_entries=config.cache_max_entries,
+                guest_log_rate=config.guest_log_rate,
             ),
             on_cache_lookup=self.metrics.cache_lookup,
+            on_guest_log_dropped=self.metrics.guest_log_dropped,
         )
         self.modules = ModuleRegistry(self.runtime, self.metrics, config)
         self.loader = DirectoryLoader(config.modules_dir, self.modules)

@@ -26,7 +26,7 @@ from .errors import (
 )
 from .names import check_function_name, check_module_name
 from .registry import LoadedModule, ModuleRegistry
-from .sandbox import ExportedFunction, ImageInput, Payload, call_function
+from .sandbox import CallLabel, ExportedFunction, ImageInput, Payload, call_function
 
 __all__ = ["Caller"]
 
@@ -70,10 +70,12 @@ class Caller:
         module: LoadedModule,
         function: ExportedFunction,
         deadline: float,
+        call_id: int,
     ) -> str:
         """Run the call and return the guest's output.
 
-        `deadline` is the time.monotonic() by which it must end.
+        `deadline` is the time.monotonic() by which it must end; `call_id`
+        labels the lines the guest logs.
         """
         payload = _payload(request, function)
         limiter = module.limiter
@@ -83,6 +85,7 @@ class Caller:
             # An instance is given back only after a call that raised nothing:
             # a trap or an interrupt can leave its memory in any state.
             instance = pool.take()
+            instance.call = CallLabel(module.name, function.name, call_id)
             seconds = deadline - time.monotonic()
             if seconds <= 0:
                 raise CallTimedOut(

@@ -159,6 +159,12 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
     "Check that every guest output is JSON (INTERNAL if not); costs ~1 us per KiB.",
 )
 @_option(
+    "--guest-log-rate",
+    "WASMTUBE_GUEST_LOG_RATE",
+    "Lines a second each module may log with wasmtube.log; the rest are dropped and counted.",
+    type=click.FloatRange(min=0, min_open=True),
+)
+@_option(
     "--seed-offset",
     "WASMTUBE_SEED_OFFSET",
     "Linear-memory offset where seed-ABI input is written.",

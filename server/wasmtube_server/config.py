@@ -70,6 +70,9 @@ class Config:
     # and a guest's output format is the guest's contract. UTF-8 is always
     # checked, since the response field is a protobuf string.
     check_output: bool = False
+    # Lines a second each module may write to the log with wasmtube.log
+    # (bursts of as many); the rest are dropped and counted.
+    guest_log_rate: float = 100.0
     # Quiet time after the last file event before the directory is rescanned.
     reload_debounce: float = 0.05
     # How file changes are noticed: "events" (inotify), "poll", or "auto"

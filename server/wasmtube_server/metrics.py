@@ -117,6 +117,12 @@ class Metrics:
             ["module", "function", "code"],
             registry=registry,
         )
+        self.guest_log_dropped_lines = Counter(
+            "wasmtube_guest_log_lines_dropped_total",
+            "Lines guests logged with wasmtube.log past --guest-log-rate, by module.",
+            ["module"],
+            registry=registry,
+        )
         self._call_counts = _CallCountsCollector()
         registry.register(self._call_counts)
         self.reloads = Counter(
@@ -186,6 +192,9 @@ class Metrics:
 
     def cache_lookup(self, result: str) -> None:
         self.compile_cache.labels(result).inc()
+
+    def guest_log_dropped(self, module: str) -> None:
+        self.guest_log_dropped_lines.labels(module).inc()
 
     def guest_failed(self, module: str, function: str, code: str) -> None:
         self.guest_errors.labels(module, function, code).inc()

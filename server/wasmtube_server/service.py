@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -74,10 +75,13 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
         self._metrics = metrics
         self._call_timeout = call_timeout
         self._gate = gate
+        # Ids that tie a call's debug log line to the lines its guest logged.
+        self._call_ids = itertools.count(1)
 
     def Call(self, request: pb.CallRequest, context: grpc.ServicerContext) -> pb.CallResponse:
         started = time.perf_counter()
         deadline = time.monotonic() + self._budget(context)
+        call_id = next(self._call_ids)
         # Labels stay "_unknown" until the names are known to exist.
         module_label = function_label = UNKNOWN_LABEL
         code = grpc.StatusCode.OK
@@ -90,7 +94,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             function_label = function.name
             self._gate.enter()
             try:
-                output = self._caller.call(request, module, function, deadline)
+                output = self._caller.call(request, module, function, deadline, call_id)
             finally:
                 self._gate.leave()
             return pb.CallResponse(
@@ -113,9 +117,10 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             self._metrics.call_finished(module_label, function_label, code.name, seconds)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
-                    "call %s.%s %s %.3f ms",
+                    "call %s.%s [call %x] %s %.3f ms",
                     request.module[:64],
                     request.function[:64],
+                    call_id,
                     code.name,
                     seconds * 1000,
                     # One field, since LogRecord already has a `module` attribute.
@@ -123,6 +128,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
                         "call": {
                             "module": request.module[:64],
                             "function": request.function[:64],
+                            "call_id": f"{call_id:x}",
                             "status": code.name,
                             "duration_ms": round(seconds * 1000, 3),
                         }

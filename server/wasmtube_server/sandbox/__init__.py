@@ -4,10 +4,12 @@ from .abi import CallingConvention
 from .compiled import CompiledModule, ExportedFunction, compile_module
 from .dispatch import call_function
 from .guest_call import ImageInput, Payload
+from .host import CallLabel
 from .instance import GuestInstance, InstancePolicy, InstancePool
 from .runtime import Limits, Runtime
 
 __all__ = [
+    "CallLabel",
     "CallingConvention",
     "CompiledModule",
     "ExportedFunction",

@@ -1,5 +1,11 @@
 """Functions the host offers guests, imported from the module `wasmtube`.
 
+`wasmtube.log(level: i32, ptr: i32, len: i32)`: a UTF-8 line at
+[ptr, ptr + len) goes to the daemon's log (logger `wasmtube_server.guest`),
+at level 0 debug, 1 info, 2 warning or 3 error, with the module, function and
+call id. Each module may log `rate` lines a second (bursts of as many); lines
+past that are dropped and counted, so a chatty guest cannot flood the log.
+
 `wasmtube.fail(code: i32, ptr: i32, len: i32)`: the guest fails the current
 call on purpose. `code` is a gRPC status code (3 INVALID_ARGUMENT, 5
 NOT_FOUND, 9 FAILED_PRECONDITION, ...) and [ptr, ptr + len) a UTF-8 message
@@ -14,7 +20,10 @@ raise: an exception would cross into the guest as an anonymous trap.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import Protocol
 
 import grpc
@@ -23,9 +32,11 @@ import wasmtime
 from .memory import LinearMemory
 from .native import caller_context_address
 
-__all__ = ["HOST_MODULE", "HostFunctions", "ReportedError"]
+__all__ = ["HOST_MODULE", "CallLabel", "HostFunctions", "ReportedError"]
 
 log = logging.getLogger(__name__)
+guest_log = logging.getLogger("wasmtube_server.guest")
+_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 
 HOST_MODULE = "wasmtube"
 # A message longer than this (in bytes) is cut, so a guest cannot make every
@@ -45,28 +56,69 @@ class ReportedError:
         self.message = message
 
 
+class CallLabel:
+    """Which call an instance is running, for the lines its guest logs."""
+
+    __slots__ = ("call_id", "function", "module")
+
+    def __init__(self, module: str, function: str, call_id: int) -> None:
+        self.module = module
+        self.function = function
+        self.call_id = call_id
+
+
 class Reporting(Protocol):
     """The part of a GuestInstance the host functions use."""
 
     memory: LinearMemory
     reported: ReportedError | None
+    call: CallLabel | None
+
+
+class _Bucket:
+    """A token bucket: `rate` lines a second, bursts of up to `rate`."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._tokens = max(1.0, rate)
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def take(self) -> int | None:
+        """None if the line must be dropped; else how many were dropped before it."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(max(1.0, self._rate), self._tokens + (now - self._last) * self._rate)
+            self._last = now
+            if self._tokens < 1:
+                self.dropped += 1
+                return None
+            self._tokens -= 1
+            dropped, self.dropped = self.dropped, 0
+            return dropped
 
 
 class HostFunctions:
     """The `wasmtube` import module, defined once on the Runtime's Linker."""
 
-    NAMES = frozenset({"fail"})
+    NAMES = frozenset({"fail", "log"})
 
-    def __init__(self) -> None:
+    def __init__(
+        self, log_rate: float, on_log_dropped: Callable[[str], None] = lambda module: None
+    ) -> None:
+        self._log_rate = log_rate
+        self._on_log_dropped = on_log_dropped
+        self._buckets: dict[str, _Bucket] = {}
         # Instances by the address of their Store's context, which is what a
         # callback can see of its caller; dropped with the instance.
         self._instances: weakref.WeakValueDictionary[int, Reporting] = weakref.WeakValueDictionary()
 
     def define(self, linker: wasmtime.Linker) -> None:
         i32 = wasmtime.ValType.i32()
-        linker.define_func(
-            HOST_MODULE, "fail", wasmtime.FuncType([i32, i32, i32], []), self._fail, True
-        )
+        line = wasmtime.FuncType([i32, i32, i32], [])
+        linker.define_func(HOST_MODULE, "fail", line, self._fail, True)
+        linker.define_func(HOST_MODULE, "log", line, self._log, True)
 
     def register(self, context: int, instance: Reporting) -> None:
         self._instances[context] = instance
@@ -79,15 +131,55 @@ class HostFunctions:
         except Exception:  # a bug of ours must not become a guest trap
             log.exception("wasmtube.fail(%s, %s, %s) could not be recorded", code, ptr, length)
 
+    def _log(self, caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
+        try:
+            instance = self._instances.get(caller_context_address(caller))
+            call = instance.call if instance is not None else None
+            if instance is None or call is None:
+                return  # logging during instantiation: no call to tie the line to
+            bucket = self._buckets.get(call.module)
+            if bucket is None:
+                bucket = self._buckets.setdefault(call.module, _Bucket(self._log_rate))
+            dropped = bucket.take()
+            if dropped is None:
+                self._on_log_dropped(call.module)
+                return
+            if dropped:
+                guest_log.warning(
+                    "module %s logged too fast: %d lines dropped", call.module, dropped
+                )
+            guest_log.log(
+                _LEVELS[min(max(level, 0), 3)],
+                "%s.%s [call %x] %s",
+                call.module,
+                call.function,
+                call.call_id,
+                _message(instance.memory, ptr & _U32, length & _U32),
+                extra={
+                    "guest": {
+                        "module": call.module,
+                        "function": call.function,
+                        "call_id": f"{call.call_id:x}",
+                    }
+                },
+            )
+        except Exception:  # a bug of ours must not become a guest trap
+            log.exception("wasmtube.log(%s, %s, %s) failed", level, ptr, length)
+
+
+def _message(memory: LinearMemory, ptr: int, length: int) -> str:
+    """The guest's UTF-8 text at [ptr, ptr + length), its first 1 KiB."""
+    shown = min(length, MAX_MESSAGE_BYTES)
+    if not memory.fits(ptr, shown):
+        return f"(its message, {length} bytes at {ptr}, lies outside linear memory)"
+    message = memory.read_bytes(ptr, shown).decode("utf-8", "replace")
+    if shown < length:
+        message += f"... ({length} bytes in all)"
+    return message
+
 
 def _reported(memory: LinearMemory, code: int, ptr: int, length: int) -> ReportedError:
-    shown = min(length, MAX_MESSAGE_BYTES)
-    if memory.fits(ptr, shown):
-        message = memory.read_bytes(ptr, shown).decode("utf-8", "replace")
-        if shown < length:
-            message += f"... ({length} bytes in all)"
-    else:
-        message = f"(its message, {length} bytes at {ptr}, lies outside linear memory)"
+    message = _message(memory, ptr, length)
     status = _CODES.get(code)
     if status is None:
         return ReportedError(

@@ -15,7 +15,7 @@ import wasmtime
 
 from ..errors import ModuleLoadError
 from .compiled import MEMORY_EXPORT, CompiledModule, first_line
-from .host import ReportedError
+from .host import CallLabel, ReportedError
 from .memory import LinearMemory
 from .native import GuestFunc, context_address, export_by_name, set_epoch_deadline
 from .runtime import Runtime, ticks
@@ -42,6 +42,7 @@ class GuestInstance:
         "_context",
         "_fuel",
         "_instance",
+        "call",
         "input_buffer",
         "memory",
         "reported",
@@ -70,6 +71,8 @@ class GuestInstance:
         self.input_buffer: tuple[int, int] | None = None
         # Set by the host function wasmtube.fail during a call.
         self.reported: ReportedError | None = None
+        # The call running now, for the lines the guest logs.
+        self.call: CallLabel | None = None
         runtime.host.register(self._context, self)
 
     def arm(self, seconds: float) -> None:

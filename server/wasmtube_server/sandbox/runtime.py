@@ -41,6 +41,8 @@ class Limits:
     cache_dir: Path | None = None
     # Entries kept in the cache; the least recently used beyond it are deleted.
     cache_max_entries: int = 4096
+    # Lines a second each module may log through wasmtube.log.
+    guest_log_rate: float = 100.0
 
 
 def ticks(seconds: float) -> int:
@@ -53,7 +55,10 @@ class Runtime:
     """One Engine and Linker, shared by all modules and threads."""
 
     def __init__(
-        self, limits: Limits, on_cache_lookup: Callable[[str], None] = lambda result: None
+        self,
+        limits: Limits,
+        on_cache_lookup: Callable[[str], None] = lambda result: None,
+        on_guest_log_dropped: Callable[[str], None] = lambda module: None,
     ) -> None:
         self.limits = limits
         fuel = limits.fuel is not None
@@ -80,7 +85,7 @@ class Runtime:
             else None
         )
         self.linker = wasmtime.Linker(self.engine)
-        self.host = HostFunctions()
+        self.host = HostFunctions(limits.guest_log_rate, on_guest_log_dropped)
         self.host.define(self.linker)
         if limits.wasi:
             self.linker.define_wasi()
