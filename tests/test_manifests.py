@@ -48,6 +48,8 @@ import wasmtime
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
+from test_guest_errors import FAILING
+from test_guest_log import CHATTY
 
 from conftest import GUEST_WASM, ROOT, RunningDaemon, deploy, free_ports, json_module, wait_until
 from wasmtube.v1 import wasmtube_pb2 as pb
@@ -881,7 +883,9 @@ def scraped(start_daemon: Callable[..., RunningDaemon], modules_dir: Path, tmp_p
     call that succeeds, one that fails, one that traps and one that waits,
     a deploy, a failed deploy and compiled-module cache lookups."""
     (modules_dir / "wasm_test.wasm").write_bytes(GUEST_WASM.read_bytes())
-    daemon = start_daemon(modules_dir, cache_dir=tmp_path / "cache", module_concurrency=1)
+    daemon = start_daemon(
+        modules_dir, cache_dir=tmp_path / "cache", module_concurrency=1, guest_log_rate=5
+    )
     assert json.loads(daemon.call("wasm_test", "echo", '{"args":"x"}').json) == {"args": "x"}
     for function, text in (("nope", "{}"), ("echo", "{}")):  # NOT_FOUND, a trap
         with pytest.raises(grpc.RpcError):
@@ -892,10 +896,18 @@ def scraped(start_daemon: Callable[..., RunningDaemon], modules_dir: Path, tmp_p
         wait_until(lambda: daemon.metric("wasmtube_calls_running", module="wasm_test") == 1)
         waiting = pool.submit(daemon.call, "wasm_test", "echo", '{"args":"y"}')
         busy.result(), waiting.result()
+    # A guest that fails on purpose, and one that logs past its rate.
+    deploy(modules_dir, "failing", FAILING)
+    deploy(modules_dir, "chatty", CHATTY)
+    daemon.wait_generation("failing", 1), daemon.wait_generation("chatty", 1)
+    with pytest.raises(grpc.RpcError):
+        daemon.call("failing", "invalid")
+    daemon.call("chatty", "flood")
     deploy(modules_dir, "m", json_module("{}"))
     deploy(modules_dir, "broken", b"not wasm")
     wait_until(lambda: daemon.metric("wasmtube_module_load_failures_total", module="broken"))
     daemon.wait_generation("m", 1)
+    assert daemon.metric("wasmtube_guest_log_lines_dropped_total", module="chatty")
     labels: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(daemon.metrics_text()):
         for sample in family.samples:
