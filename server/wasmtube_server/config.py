@@ -50,7 +50,7 @@ class Config:
     # Calls of one module that may wait for a free instance; one more is refused.
     module_queue: int = 32
     # "pooled": warm instances reused (the default: bench/instance_policy.py
-    # measured fresh instances at 1.36x the latency of a gRPC echo call);
+    # measured fresh instances at 1.67x the latency of a gRPC echo call);
     # "fresh": a new instance per call, so no call sees another's memory.
     instance_policy: str = "pooled"
     # Per-module overrides of instance_policy, by module name.
