@@ -9,6 +9,7 @@ import wasmtime
 
 from ..errors import ModuleLoadError
 from .abi import ALLOC_EXPORT, FREE_EXPORT, CallingConvention, classify, describe_signature
+from .host import HOST_MODULE, HostFunctions
 from .runtime import Runtime
 
 __all__ = ["CompiledModule", "ExportedFunction", "compile_module", "first_line"]
@@ -93,11 +94,8 @@ def compile_module(runtime: Runtime, wasm: bytes, sha256: str) -> CompiledModule
     missing = [i for i in module.imports if not runtime.provides(i.module, i.name or "")]
     if missing:
         names = ", ".join(f"{i.module}.{i.name}" for i in missing)
-        offer = (
-            "only wasmtube.fail"
-            if not runtime.limits.wasi
-            else "only wasmtube.fail and WASI preview 1"
-        )
+        host = " and ".join(f"{HOST_MODULE}.{name}" for name in sorted(HostFunctions.NAMES))
+        offer = f"only {host}" if not runtime.limits.wasi else f"only {host} and WASI preview 1"
         raise ModuleLoadError(
             f"imports {names}, which wasmtube does not provide; a module may import {offer}"
             + ("" if runtime.limits.wasi else " (start the daemon with --wasi to offer WASI)"),
