@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..errors import GuestOutputError, InputTooLarge
 from .abi import ALLOC_EXPORT, FREE_EXPORT
-from .guest_call import ImageInput, Payload, invoke, read_output
+from .guest_call import Payload, invoke, read_output, unpack
 from .instance import GuestInstance
 
 __all__ = ["KEEP_INPUT_BUFFER", "call_alloc"]
@@ -29,19 +29,13 @@ _U64 = 0xFFFFFFFFFFFFFFFF
 
 
 def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds: float) -> str:
-    if isinstance(payload, ImageInput):
-        data = payload.data
-        size = len(data)
-        args: tuple[int, ...] = (size, payload.width, payload.height)
-    else:
-        data = payload
-        size = len(data)
-        args = (size,)
-    in_ptr, capacity = _input_buffer(instance, size, seconds)
-    instance.memory.write(in_ptr, data)
-    packed = invoke(instance, function, in_ptr, *args, seconds=seconds) & _U64
-    out_ptr, out_len = packed >> 32, packed & _U32
+    data, sizes = unpack(payload)
+    size = len(data)
     memory = instance.memory
+    in_ptr, capacity = _input_buffer(instance, size, seconds)
+    memory.write(in_ptr, data)
+    packed = invoke(instance, function, in_ptr, size, *sizes, seconds=seconds) & _U64
+    out_ptr, out_len = packed >> 32, packed & _U32
     if not memory.fits(out_ptr, out_len):
         raise GuestOutputError(
             f"function {function!r} returned output at {out_ptr} of length {out_len}, "

@@ -9,7 +9,7 @@ from ..errors import GuestError, GuestOutputError
 from .instance import GuestInstance
 from .traps import trap_error
 
-__all__ = ["ImageInput", "Payload", "invoke", "read_output"]
+__all__ = ["ImageInput", "Payload", "invoke", "read_output", "unpack"]
 
 
 class ImageInput:
@@ -24,6 +24,14 @@ class ImageInput:
 
 
 Payload = bytes | ImageInput
+
+
+def unpack(payload: Payload) -> tuple[bytes, tuple[int, ...]]:
+    """The bytes to write into the guest, and the arguments after (ptr, len):
+    (width, height) for an image, none for JSON."""
+    if isinstance(payload, ImageInput):
+        return payload.data, (payload.width, payload.height)
+    return payload, ()
 
 
 def invoke(instance: GuestInstance, name: str, *args: int, seconds: float) -> int:

@@ -7,7 +7,7 @@ plus the bounds and format checks the seed never made.
 from __future__ import annotations
 
 from ..errors import GuestOutputError, InputTooLarge
-from .guest_call import ImageInput, Payload, invoke, read_output
+from .guest_call import Payload, invoke, read_output, unpack
 from .instance import GuestInstance
 
 __all__ = ["call_seed"]
@@ -17,12 +17,7 @@ def call_seed(
     instance: GuestInstance, function: str, payload: Payload, offset: int, seconds: float
 ) -> str:
     """Run one seed-ABI call and return the guest's output as text."""
-    if isinstance(payload, ImageInput):
-        data = payload.data
-        args: tuple[int, ...] = (offset, len(data), payload.width, payload.height)
-    else:
-        data = payload
-        args = (offset, len(data))
+    data, sizes = unpack(payload)
     memory = instance.memory
     if not memory.fits(offset, len(data)):
         raise InputTooLarge(
@@ -31,7 +26,7 @@ def call_seed(
             f"inputs up to --max-memory"
         )
     memory.write(offset, data)
-    length = invoke(instance, function, *args, seconds=seconds)
+    length = invoke(instance, function, offset, len(data), *sizes, seconds=seconds)
 
     # The guest may have grown its memory during the call: fits() rereads the
     # size when the output reaches past the size known before.
