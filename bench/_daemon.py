@@ -49,6 +49,22 @@ def wait_listening(
                 raise TimeoutError("the daemon did not listen in time") from None
 
 
+def daemon_command(address: str, metrics_listen: str, *options: str) -> list[str]:
+    """The command line of a daemon on `address`, logging warnings only."""
+    return [
+        sys.executable,
+        "-m",
+        "wasmtube_server",
+        "--listen",
+        address,
+        "--metrics-listen",
+        metrics_listen,
+        "--log-level",
+        "warning",
+        *options,
+    ]
+
+
 class Running(NamedTuple):
     pid: int
     address: str
@@ -59,20 +75,7 @@ class Running(NamedTuple):
 def daemon(*options: str) -> Iterator[Running]:
     """A daemon on a free port with `options`, ready to call."""
     address = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wasmtube_server",
-            "--listen",
-            address,
-            "--metrics-listen",
-            "off",
-            "--log-level",
-            "warning",
-            *options,
-        ],
-    )
+    process = subprocess.Popen(daemon_command(address, "off", *options))
     channel = grpc.insecure_channel(address)
     try:
         wait_listening(channel, process)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import wasmtime
 
 
@@ -71,3 +73,29 @@ ECHO_WAT = """
 def echo_module() -> bytes:
     """The alloc-ABI echo above, assembled: no parsing, the least a guest can do."""
     return bytes(wasmtime.wat2wasm(ECHO_WAT))
+
+
+class AllocExports(NamedTuple):
+    """An alloc-ABI module instantiated with wasmtime-py's public API alone."""
+
+    store: wasmtime.Store
+    memory: wasmtime.Memory
+    alloc: wasmtime.Func
+    free: wasmtime.Func
+    function: wasmtime.Func
+
+
+def alloc_exports(wasm: bytes, function: str) -> AllocExports:
+    """A warm instance of `wasm` on a default Engine: no deadline, no limits."""
+    store = wasmtime.Store(wasmtime.Engine())
+    exports = wasmtime.Instance(store, wasmtime.Module(store.engine, wasm), []).exports(store)
+    memory, alloc, free, called = (
+        exports["memory"],
+        exports["wasmtube_alloc"],
+        exports["wasmtube_free"],
+        exports[function],
+    )
+    assert isinstance(memory, wasmtime.Memory)
+    assert isinstance(alloc, wasmtime.Func) and isinstance(free, wasmtime.Func)
+    assert isinstance(called, wasmtime.Func)
+    return AllocExports(store, memory, alloc, free, called)

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
-from _modules import echo_module
+from _modules import alloc_exports, echo_module
 
 from wasmtube_server import BUNDLED_MODULES_DIR
 from wasmtube_server.sandbox import (
@@ -96,18 +96,7 @@ def wasmtube_caller(runtime: Runtime, wasm: bytes, function_name: str) -> Call:
 
 def wasmtime_caller(wasm: bytes) -> Call:
     """The WAT echo through wasmtime-py's public API, on a warm instance."""
-    store = wasmtime.Store(wasmtime.Engine())
-    instance = wasmtime.Instance(store, wasmtime.Module(store.engine, wasm), [])
-    exports = instance.exports(store)
-    memory, alloc, free, echo = (
-        exports["memory"],
-        exports["wasmtube_alloc"],
-        exports["wasmtube_free"],
-        exports["echo"],
-    )
-    assert isinstance(memory, wasmtime.Memory)
-    assert isinstance(alloc, wasmtime.Func) and isinstance(free, wasmtime.Func)
-    assert isinstance(echo, wasmtime.Func)
+    store, memory, alloc, free, echo = alloc_exports(wasm, "echo")
 
     def call(data: bytes) -> object:
         size = len(data)

@@ -36,8 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-import wasmtime
 from _daemon import daemon
+from _modules import alloc_exports
 from _suite import Row, Target, bare_server, p99, print_table, write_json
 
 from wasmtube.v1 import wasmtube_pb2 as pb
@@ -74,19 +74,8 @@ def check(response: pb.CallResponse, data: bytes, width: int, height: int) -> No
 
 def guest_alone_ms(data: bytes, width: int, height: int, repeat: int = 7) -> float:
     """Median ms of copy-in + image_checksum + frees in plain wasmtime-py, one warm instance."""
-    engine = wasmtime.Engine()
-    module = wasmtime.Module(engine, (BUNDLED_MODULES_DIR / "wasm_test.wasm").read_bytes())
-    store = wasmtime.Store(engine)
-    exports = wasmtime.Instance(store, module, []).exports(store)
-    memory, alloc, free, stats = (
-        exports["memory"],
-        exports["wasmtube_alloc"],
-        exports["wasmtube_free"],
-        exports["image_checksum"],
-    )
-    assert isinstance(memory, wasmtime.Memory)
-    assert isinstance(alloc, wasmtime.Func) and isinstance(free, wasmtime.Func)
-    assert isinstance(stats, wasmtime.Func)
+    wasm = (BUNDLED_MODULES_DIR / "wasm_test.wasm").read_bytes()
+    store, memory, alloc, free, stats = alloc_exports(wasm, "image_checksum")
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()

@@ -30,7 +30,6 @@ import argparse
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -38,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from _daemon import free_port
+from _daemon import daemon_command, free_port
 from _modules import small_module
 from _suite import MIB, Row, Target, p99, print_table, rss_bytes, write_json
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -82,20 +81,13 @@ class Started:
 def start(modules: Path, cache: Path | None, timeout: float = 120) -> Started:
     """Launch a daemon and time it until health says SERVING; then read RSS and /metrics."""
     address, metrics_port = f"127.0.0.1:{free_port()}", free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "wasmtube_server",
-        "--listen",
+    command = daemon_command(
         address,
-        "--metrics-listen",
         f"127.0.0.1:{metrics_port}",
-        "--log-level",
-        "warning",
         "--modules",
         str(modules),
         *([] if cache is None else ["--cache-dir", str(cache)]),
-    ]
+    )
     channel = grpc.insecure_channel(address, options=FAST_RECONNECT)
     health = health_pb2_grpc.HealthStub(channel)
     began = time.perf_counter()
