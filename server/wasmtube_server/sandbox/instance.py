@@ -53,15 +53,17 @@ class GuestInstance:
     def __init__(self, compiled: CompiledModule, runtime: Runtime) -> None:
         self.runtime = runtime
         self.store = runtime.new_store()
+        self._context = context_address(self.store)
+        self._fuel = runtime.limits.fuel
         self._compiled = compiled
+        # Start functions run during instantiation: they get a call's limits.
+        self.arm(runtime.limits.call_timeout)
         try:
             self._instance = compiled.instance_pre.instantiate(self.store)
         except wasmtime.Trap as e:
             raise ModuleLoadError(f"cannot be instantiated: {trap_cause(e)}", "instantiate") from e
         except wasmtime.WasmtimeError as e:
             raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}", "instantiate") from e
-        self._context = context_address(self.store)
-        self._fuel = runtime.limits.fuel
         memory = export_by_name(self.store, self._instance, MEMORY_EXPORT)
         assert isinstance(memory, wasmtime.Memory)  # checked by compile_module
         self.memory = LinearMemory(self._context, memory)

@@ -119,18 +119,11 @@ class Runtime:
         return self.limits.wasi and import_module == WASI_MODULE
 
     def new_store(self) -> wasmtime.Store:
-        """A Store with the memory cap, armed for instantiation (start functions)."""
+        """A Store with the memory cap (GuestInstance arms it before instantiating)."""
         store = wasmtime.Store(self.engine)
         store.set_limits(memory_size=self.limits.max_memory)
         if self.limits.wasi:
             # No preopened directories, no environment, no arguments; stdio is
             # discarded. A guest gets clocks and randomness, nothing else.
             store.set_wasi(wasmtime.WasiConfig())
-        self.arm(store, self.limits.call_timeout)
         return store
-
-    def arm(self, store: wasmtime.Store, seconds: float) -> None:
-        """Give the next call on `store` `seconds` of time and a full tank of fuel."""
-        store.set_epoch_deadline(ticks(seconds))
-        if self.limits.fuel is not None:
-            store.set_fuel(self.limits.fuel)
