@@ -115,4 +115,7 @@ def test_an_unknown_wasmtube_import_fails_to_load_with_its_name(
     daemon = start_daemon(modules_dir)
     info = daemon.modules()["unknown"]
     assert "imports wasmtube.explode, which wasmtube does not provide" in info.last_error
-    assert "may import only wasmtube.fail and wasmtube.log" in info.last_error
+    assert (
+        "may import only wasmtube.config, wasmtube.fail, wasmtube.log and wasmtube.output_image"
+        in info.last_error
+    )

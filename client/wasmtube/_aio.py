@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -19,6 +19,7 @@ from wasmtube._requests import (
     image_request,
     json_request,
     resolve_timeout,
+    stream_request,
 )
 from wasmtube.errors import from_rpc_error
 from wasmtube.v1 import wasmtube_pb2, wasmtube_pb2_grpc
@@ -75,10 +76,17 @@ class AsyncClient:
         await self.close()
 
     async def call(
-        self, module: str, function: str, data: Any = DEFAULT, *, timeout: Timeout = DEFAULT
+        self,
+        module: str,
+        function: str,
+        data: Any = DEFAULT,
+        *,
+        output: str = "numpy",
+        timeout: Timeout = DEFAULT,
     ) -> Any:
         """Call `module.function` with `data` as JSON; return the decoded result."""
-        return decode_result(await self._call(json_request(module, function, data), timeout))
+        response = await self._call(json_request(module, function, data), timeout)
+        return decode_result(response, output)
 
     async def call_raw(
         self, module: str, function: str, json_text: str, *, timeout: Timeout = DEFAULT
@@ -95,11 +103,37 @@ class AsyncClient:
         width: int | None = None,
         height: int | None = None,
         *,
+        format: str | None = None,
+        output: str = "numpy",
         timeout: Timeout = DEFAULT,
     ) -> Any:
-        """Call an image function; return the decoded JSON result."""
-        request = image_request(module, function, image, width, height)
-        return decode_result(await self._call(request, timeout))
+        """Call an image function; return its decoded JSON, or the image it
+        returned (see `Client.call_image`)."""
+        request = image_request(module, function, image, width, height, format)
+        return decode_result(await self._call(request, timeout), output)
+
+    async def call_stream(
+        self,
+        module: str,
+        function: str,
+        inputs: Iterable[Any],
+        *,
+        output: str = "numpy",
+        timeout: Timeout = DEFAULT,
+    ) -> AsyncIterator[Any]:
+        """Call `module.function` once per input over one CallStream; yield the
+        results in order (see `Client.call_stream`)."""
+        requests = (stream_request(module, function, item) for item in inputs)
+        responses = self._stub.CallStream(
+            requests, timeout=resolve_timeout(timeout, self.timeout), metadata=self._metadata
+        )
+        try:
+            async for response in responses:
+                yield decode_result(response, output)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+        finally:
+            responses.cancel()
 
     async def list_modules(self, *, timeout: Timeout = DEFAULT) -> list[wasmtube_pb2.ModuleInfo]:
         """Return the daemon's modules, as `wasmtube.v1.wasmtube_pb2.ModuleInfo`."""

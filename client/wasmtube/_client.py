@@ -1,8 +1,8 @@
-"""The synchronous wasmtube client: JSON and images in, decoded JSON out."""
+"""The synchronous wasmtube client: JSON and images in, decoded JSON or images out."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -18,6 +18,7 @@ from wasmtube._requests import (
     image_request,
     json_request,
     resolve_timeout,
+    stream_request,
 )
 from wasmtube.errors import from_rpc_error
 from wasmtube.v1 import wasmtube_pb2, wasmtube_pb2_grpc
@@ -82,13 +83,21 @@ class Client:
         self.close()
 
     def call(
-        self, module: str, function: str, data: Any = DEFAULT, *, timeout: Timeout = DEFAULT
+        self,
+        module: str,
+        function: str,
+        data: Any = DEFAULT,
+        *,
+        output: str = "numpy",
+        timeout: Timeout = DEFAULT,
     ) -> Any:
         """Call `module.function` with `data` as JSON; return the decoded result.
 
-        `data` defaults to `{}`; `None` is sent as JSON `null`.
+        `data` defaults to `{}`; `None` is sent as JSON `null`. A function that
+        returns an image gives it as `output` asks (see `call_image`).
         """
-        return decode_result(self._call(json_request(module, function, data), timeout))
+        response = self._call(json_request(module, function, data), timeout)
+        return decode_result(response, output)
 
     def call_raw(
         self, module: str, function: str, json_text: str, *, timeout: Timeout = DEFAULT
@@ -109,15 +118,52 @@ class Client:
         width: int | None = None,
         height: int | None = None,
         *,
+        format: str | None = None,
+        output: str = "numpy",
         timeout: Timeout = DEFAULT,
     ) -> Any:
-        """Call an image function; return the decoded JSON result.
+        """Call an image function; return its decoded JSON, or the image it returned.
 
-        `image` is raw RGB8 bytes (with `width` and `height`), an HxWx3 uint8
-        numpy array or a Pillow image; see `wasmtube._images.to_rgb8`.
+        `image` is raw pixel bytes (with `width` and `height`), a uint8 numpy
+        array (HxWx3 RGB8, HxWx4 RGBA8, HxW GRAY8) or a Pillow image.
+        `format` ("rgb8", "rgba8", "gray8") says what raw bytes hold and what
+        a Pillow image is converted to; both default to RGB8, which every
+        image function takes. An image result comes back as `output` asks:
+        "numpy" (an array shaped like the input kinds above), "pil" (a Pillow
+        image) or "message" (the `wasmtube.v1.Image` message).
         """
-        request = image_request(module, function, image, width, height)
-        return decode_result(self._call(request, timeout))
+        request = image_request(module, function, image, width, height, format)
+        return decode_result(self._call(request, timeout), output)
+
+    def call_stream(
+        self,
+        module: str,
+        function: str,
+        inputs: Iterable[Any],
+        *,
+        output: str = "numpy",
+        timeout: Timeout = DEFAULT,
+    ) -> Iterator[Any]:
+        """Call `module.function` once per input over one CallStream; yield the
+        results in order.
+
+        Each input is a numpy array or Pillow image (sent as an image) or any
+        JSON value. The daemon runs the whole stream on one warm instance, and
+        gRPC flow control holds `inputs` back while results go unread. The
+        first call that fails raises its error and ends the stream; `timeout`
+        bounds the whole stream.
+        """
+        requests = (stream_request(module, function, item) for item in inputs)
+        responses = self._stub.CallStream(
+            requests, timeout=resolve_timeout(timeout, self.timeout), metadata=self._metadata
+        )
+        try:
+            for response in responses:
+                yield decode_result(response, output)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+        finally:
+            responses.cancel()
 
     def list_modules(self, *, timeout: Timeout = DEFAULT) -> list[wasmtube_pb2.ModuleInfo]:
         """Return the daemon's modules, as `wasmtube.v1.wasmtube_pb2.ModuleInfo`."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from wasmtube._images import to_rgb8
+from wasmtube._images import from_message, to_image
 from wasmtube.errors import ResultDecodeError
 from wasmtube.v1 import wasmtube_pb2
 
@@ -25,6 +26,7 @@ __all__ = [
     "decode_result",
     "image_request",
     "json_request",
+    "stream_request",
 ]
 
 DEFAULT_TARGET: Final = "127.0.0.1:50051"
@@ -82,19 +84,58 @@ def json_request(module: str, function: str, data: Any) -> wasmtube_pb2.CallRequ
 
 
 def image_request(
-    module: str, function: str, image: ImageInput, width: int | None, height: int | None
+    module: str,
+    function: str,
+    image: ImageInput,
+    width: int | None,
+    height: int | None,
+    format: str | None = None,
 ) -> wasmtube_pb2.CallRequest:
-    """An image call; see `wasmtube._images.to_rgb8` for what `image` may be."""
-    data, columns, rows = to_rgb8(image, width, height)
+    """An image call; see `wasmtube._images.to_image` for what `image` may be."""
     return wasmtube_pb2.CallRequest(
-        module=module,
-        function=function,
-        image=wasmtube_pb2.Image(data=data, width=columns, height=rows),
+        module=module, function=function, image=_image_message(image, width, height, format)
     )
 
 
-def decode_result(response: wasmtube_pb2.CallResponse) -> Any:
-    """Decode a call's JSON result; raise `ResultDecodeError` if it is not JSON."""
+def stream_request(module: str, function: str, item: Any) -> wasmtube_pb2.CallStreamRequest:
+    """One message of a CallStream: a numpy array or Pillow image is sent as an
+    image, anything else as JSON."""
+    if _is_image(item):
+        return wasmtube_pb2.CallStreamRequest(
+            module=module, function=function, image=_image_message(item, None, None, None)
+        )
+    text = json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return wasmtube_pb2.CallStreamRequest(module=module, function=function, json=text)
+
+
+def _is_image(item: Any) -> bool:
+    numpy = sys.modules.get("numpy")
+    pil_image = sys.modules.get("PIL.Image")
+    return (numpy is not None and isinstance(item, numpy.ndarray)) or (
+        pil_image is not None and isinstance(item, pil_image.Image)
+    )
+
+
+def _image_message(
+    image: ImageInput, width: int | None, height: int | None, format: str | None
+) -> wasmtube_pb2.Image:
+    data, columns, rows, number = to_image(image, width, height, format)
+    message = wasmtube_pb2.Image(data=data, width=columns, height=rows)
+    if number != 1:
+        # RGB8 stays unset, so a daemon that predates formats reads it too.
+        message.format = number  # type: ignore[assignment]
+    return message
+
+
+def decode_result(
+    response: wasmtube_pb2.CallResponse | wasmtube_pb2.CallStreamResponse,
+    output: str = "numpy",
+) -> Any:
+    """A call's result: its JSON decoded, or the image it returned as `output`
+    asks ("numpy", "pil" or "message"). Raises `ResultDecodeError` if the
+    JSON does not decode."""
+    if response.WhichOneof("output") == "image":
+        return from_message(response.image, output)
     try:
         return json.loads(response.json)
     except json.JSONDecodeError as e:

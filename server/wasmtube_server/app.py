@@ -60,7 +60,7 @@ class Daemon:
             on_guest_log_dropped=self.metrics.guest_log_dropped,
         )
         self.modules = ModuleRegistry(self.runtime, self.metrics, config)
-        self.loader = DirectoryLoader(config.modules_dir, self.modules)
+        self.loader = DirectoryLoader(config.modules_dir, self.modules, config)
         self._watcher = ModuleWatcher(
             self.loader, config.reload_debounce, config.watch, config.poll_interval
         )
@@ -143,7 +143,7 @@ class Daemon:
         add_to_server(
             WasmtubeService(
                 self.modules,
-                Caller(self.modules, self.config.seed_offset, self.config.check_output),
+                Caller(self.modules, self.config.check_output),
                 self.metrics,
                 self.config.call_timeout,
                 self._gate,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TypeAlias
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 
@@ -26,20 +27,32 @@ from .errors import (
 )
 from .names import check_function_name, check_module_name
 from .registry import LoadedModule, ModuleRegistry
-from .sandbox import CallLabel, ExportedFunction, ImageInput, Payload, call_function
+from .sandbox import (
+    CallLabel,
+    ExportedFunction,
+    GuestInstance,
+    ImageInput,
+    Output,
+    Payload,
+    PixelFormat,
+    call_function,
+)
 
-__all__ = ["Caller"]
+__all__ = ["Caller", "Request"]
 
-RGB8_CHANNELS = 3
+# A Call's request, or one message of a CallStream: the same fields.
+Request: TypeAlias = pb.CallRequest | pb.CallStreamRequest
+
+# The request's format (pb.PixelFormat) as the ABI numbers it; 0, unset, is RGB8.
+_FORMATS = {0: PixelFormat.RGB8, **{f.value: f for f in PixelFormat}}
 
 
 class Caller:
-    def __init__(self, registry: ModuleRegistry, seed_offset: int, check_output: bool) -> None:
+    def __init__(self, registry: ModuleRegistry, check_output: bool) -> None:
         self._registry = registry
-        self._seed_offset = seed_offset
         self._check_output = check_output
 
-    def module(self, request: pb.CallRequest) -> LoadedModule:
+    def module(self, request: Request) -> LoadedModule:
         """The module version a request names, or why not."""
         module = self._registry.serving(request.module)
         if module is not None:
@@ -47,7 +60,7 @@ class Caller:
         check_module_name(request.module)
         return self._registry.get(request.module)
 
-    def function(self, request: pb.CallRequest, module: LoadedModule) -> ExportedFunction:
+    def function(self, request: Request, module: LoadedModule) -> ExportedFunction:
         """The callable function a request names in `module`, or why not."""
         function = module.compiled.functions.get(request.function)
         if function is not None and function.convention is not None:
@@ -66,18 +79,21 @@ class Caller:
 
     def call(
         self,
-        request: pb.CallRequest,
+        request: Request,
         module: LoadedModule,
         function: ExportedFunction,
         deadline: float,
         call_id: int,
-    ) -> str:
-        """Run the call and return the guest's output.
+    ) -> Output:
+        """Run the call on an instance from the module's pool and return the
+        guest's output.
 
-        `deadline` is the time.monotonic() by which it must end; `call_id`
-        labels the lines the guest logs.
+        `deadline` is the time.monotonic() by which it must end, unless the
+        module's settings give it less time; `call_id` labels the lines the
+        guest logs.
         """
         payload = _payload(request, function)
+        deadline = min(deadline, time.monotonic() + module.settings.call_timeout)
         limiter = module.limiter
         limiter.enter(deadline)
         try:
@@ -85,14 +101,8 @@ class Caller:
             # An instance is given back only after a call that raised nothing:
             # a trap or an interrupt can leave its memory in any state.
             instance = pool.take()
-            instance.call = CallLabel(module.name, function.name, call_id)
-            seconds = deadline - time.monotonic()
-            if seconds <= 0:
-                raise CallTimedOut(
-                    f"the deadline passed before function {function.name!r} could start"
-                )
             try:
-                output = call_function(instance, function, payload, self._seed_offset, seconds)
+                output = self._run(instance, module, function, payload, deadline, call_id)
             except GuestError as e:
                 # Failing on purpose is a normal return: the instance is fine.
                 if e.instance_usable:
@@ -101,17 +111,56 @@ class Caller:
             pool.give(instance)
         finally:
             limiter.leave()
-        if self._check_output:
+        return output
+
+    def call_on(
+        self,
+        instance: GuestInstance,
+        request: Request,
+        module: LoadedModule,
+        function: ExportedFunction,
+        deadline: float,
+        call_id: int,
+    ) -> Output:
+        """Run the call on an instance the caller holds, such as a stream's.
+
+        The instance is the caller's to give back or drop; the module's
+        limiter still bounds how many calls run at once.
+        """
+        payload = _payload(request, function)
+        deadline = min(deadline, time.monotonic() + module.settings.call_timeout)
+        limiter = module.limiter
+        limiter.enter(deadline)
+        try:
+            return self._run(instance, module, function, payload, deadline, call_id)
+        finally:
+            limiter.leave()
+
+    def _run(
+        self,
+        instance: GuestInstance,
+        module: LoadedModule,
+        function: ExportedFunction,
+        payload: Payload,
+        deadline: float,
+        call_id: int,
+    ) -> Output:
+        instance.call = CallLabel(module.name, function.name, call_id)
+        seconds = deadline - time.monotonic()
+        if seconds <= 0:
+            raise CallTimedOut(f"the deadline passed before function {function.name!r} could start")
+        output = call_function(instance, function, payload, module.settings.seed_offset, seconds)
+        if self._check_output and isinstance(output, str):
             _check_json_output(function, output)
         return output
 
 
-def _payload(request: pb.CallRequest, function: ExportedFunction) -> Payload:
+def _payload(request: Request, function: ExportedFunction) -> Payload:
     kind = request.WhichOneof("input")
     if kind == "json" and not function.takes_image:
         return _json(request.json)
     if kind == "image" and function.takes_image:
-        return _image(request.image)
+        return _image(request.image, function)
     if kind is None:
         wanted = "image" if function.takes_image else "json (for example '{}')"
         raise InvalidArgument(f"the request has no input: set CallRequest.{wanted}")
@@ -136,19 +185,30 @@ def _json(text: str) -> bytes:
     return text.encode("utf-8")
 
 
-def _image(image: pb.Image) -> ImageInput:
+def _image(image: pb.Image, function: ExportedFunction) -> ImageInput:
+    format = _FORMATS.get(image.format)
+    if format is None:
+        raise InvalidArgument(
+            f"image format {image.format} is unknown: use RGB8, RGBA8 or GRAY8 (1, 2 or 3)"
+        )
+    if format is not PixelFormat.RGB8 and not function.takes_format:
+        raise InvalidArgument(
+            f"function {function.name!r} takes RGB8 images only {function.signature}, "
+            f"not {format.name}: convert the image, or give the function a fifth i32 "
+            f"parameter, the pixel format, to take any format"
+        )
     # Each read of a bytes field copies it out of the message: read it once.
     data = image.data
     width, height, size = image.width, image.height, len(data)
     if width == 0 or height == 0:
         raise InvalidArgument(f"image is {width}x{height}: width and height must both be > 0")
-    expected = width * height * RGB8_CHANNELS
+    expected = width * height * format.channels
     if size != expected:
         raise InvalidArgument(
-            f"image data is {size} bytes, but a {width}x{height} RGB8 image is "
-            f"width*height*3 = {expected} bytes"
+            f"image data is {size} bytes, but a {width}x{height} {format.name} image is "
+            f"width*height*{format.channels} = {expected} bytes"
         )
-    return ImageInput(data, width, height)
+    return ImageInput(data, width, height, format, function.takes_format)
 
 
 def _check_json_output(function: ExportedFunction, text: str) -> None:

@@ -8,14 +8,13 @@ this file to build its command group and must stay fast.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import click
 
-from .config import INSTANCE_POLICIES, LOG_FORMATS, WATCH_MODES, Config
+from .config import INSTANCE_POLICIES, LOG_FORMATS, WATCH_MODES, Config, parse_byte_size
 
 __all__ = ["serve"]
 
@@ -28,22 +27,12 @@ class ByteSize(click.ParamType):
     """A size in bytes, such as `268435456`, `256MiB` or `1GiB`."""
 
     name = "size"
-    _UNITS: ClassVar[dict[str, int]] = {
-        "": 1,
-        "b": 1,
-        "kib": 1 << 10,
-        "mib": 1 << 20,
-        "gib": 1 << 30,
-    }
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
-        unit = match.group(2).lower() if match else ""
-        if match is None or unit not in self._UNITS:
-            self.fail(f"{value!r} is not a size: use bytes or a number with KiB, MiB or GiB")
-        return int(match.group(1)) * self._UNITS[unit]
+        try:
+            return parse_byte_size(value)
+        except ValueError as e:
+            self.fail(str(e))
 
 
 def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], _F]:

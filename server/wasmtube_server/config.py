@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ __all__ = [
     "UNIX_PREFIX",
     "WATCH_MODES",
     "Config",
+    "parse_byte_size",
     "split_host_port",
 ]
 
@@ -159,6 +161,20 @@ class Config:
     def policy_for(self, module: str) -> str:
         """The instance policy of `module`: its override, else the default."""
         return self.module_policies.get(module, self.instance_policy)
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+
+def parse_byte_size(value: int | str) -> int:
+    """A size in bytes from `268435456`, `"256MiB"` or `"1GiB"`; ValueError if not one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _BYTE_UNITS:
+        raise ValueError(f"{value!r} is not a size: use bytes or a number with KiB, MiB or GiB")
+    return int(match.group(1)) * _BYTE_UNITS[unit]
 
 
 def split_host_port(address: str, *, option: str) -> tuple[str, int]:

@@ -28,6 +28,7 @@ __all__ = [
     "ModuleLoadError",
     "ModuleNotFound",
     "Overloaded",
+    "SettingsError",
     "StillLoading",
     "WasmtubeError",
 ]
@@ -168,5 +169,13 @@ class ModuleLoadError(WasmtubeError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         # A short, stable label for metrics: not_wasm, compile, imports,
-        # no_memory, instantiate or read.
+        # no_memory, instantiate, read or settings.
         self.reason = reason
+
+
+class SettingsError(ModuleLoadError):
+    """A module's settings file (NAME.toml) cannot be used; the version that
+    serves keeps its settings."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "settings")

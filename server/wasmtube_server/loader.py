@@ -1,8 +1,9 @@
 """Bring the registry in line with the files in the module directory.
 
 The directory is the truth: whatever events arrived, syncing a name reads its
-file as it is now. The content hash decides whether anything changed, so a
-touched file or a repeated event never reloads.
+files as they are now: NAME.wasm and, if there is one, its settings NAME.toml.
+The content hashes decide whether anything changed, so a touched file or a
+repeated event never reloads.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from .names import MODULE_SUFFIX, module_name_of
+from .config import Config
+from .errors import SettingsError
+from .names import MODULE_SUFFIX, SETTINGS_SUFFIX, module_name_of
 from .registry import LoadOutcome, ModuleRegistry
+from .settings import ModuleSettings, parse_settings
 
 __all__ = ["DirectoryLoader"]
 
@@ -21,9 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class DirectoryLoader:
-    def __init__(self, directory: Path, registry: ModuleRegistry) -> None:
+    def __init__(self, directory: Path, registry: ModuleRegistry, config: Config) -> None:
         self.directory = directory
         self._registry = registry
+        self._config = config
         # The start-up scan and the watcher may sync at the same time: one at
         # a time, or one deploy could be loaded twice.
         self._lock = threading.Lock()
@@ -63,4 +68,19 @@ class DirectoryLoader:
         except OSError as e:
             self._registry.record_failure(name, f"{path}: cannot be read: {e}", "read")
             return LoadOutcome.FAILED
-        return self._registry.load(name, wasm, path, noticed_at)
+        settings_path = self.directory / f"{name}{SETTINGS_SUFFIX}"
+        try:
+            settings = self._read_settings(name, settings_path)
+        except SettingsError as e:
+            self._registry.record_failure(name, f"{settings_path}: {e}", e.reason)
+            return LoadOutcome.FAILED
+        return self._registry.load(name, wasm, path, noticed_at, settings)
+
+    def _read_settings(self, name: str, path: Path) -> ModuleSettings:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return ModuleSettings.defaults(self._config, name)
+        except OSError as e:
+            raise SettingsError(f"cannot be read: {e}") from e
+        return parse_settings(data, name, self._config)

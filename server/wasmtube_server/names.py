@@ -9,13 +9,17 @@ from .errors import InvalidArgument
 
 __all__ = [
     "MODULE_SUFFIX",
+    "SETTINGS_SUFFIX",
     "check_function_name",
     "check_module_name",
     "is_module_name",
     "module_name_of",
+    "module_of_file",
 ]
 
 MODULE_SUFFIX = ".wasm"
+# NAME.toml beside NAME.wasm holds the module's settings (settings.py).
+SETTINGS_SUFFIX = ".toml"
 MAX_NAME_LENGTH = 128
 # A plain file stem: no path separators, no leading dot (hidden and temporary
 # files such as `.x.tmp` are never modules), nothing a shell or URL mangles.
@@ -59,3 +63,12 @@ def module_name_of(path: Path) -> str | None:
         return None
     name = path.name[: -len(MODULE_SUFFIX)]
     return name if is_module_name(name) else None
+
+
+def module_of_file(path: Path) -> str | None:
+    """The module a file belongs to: its code (NAME.wasm) or its settings
+    (NAME.toml); None for any other file."""
+    if path.suffix == SETTINGS_SUFFIX:
+        name = path.name[: -len(SETTINGS_SUFFIX)]
+        return name if is_module_name(name) else None
+    return module_name_of(path)

@@ -23,6 +23,7 @@ from .errors import ModuleLoadError, ModuleNotFound, StillLoading
 from .limiter import ConcurrencyLimiter
 from .metrics import Metrics
 from .sandbox import CompiledModule, InstancePolicy, InstancePool, Runtime, compile_module
+from .settings import ModuleSettings
 
 __all__ = ["LoadOutcome", "LoadedModule", "ModuleRegistry", "ModuleStatus"]
 
@@ -38,6 +39,7 @@ class LoadedModule:
     loaded_at: datetime
     compiled: CompiledModule
     pool: InstancePool
+    settings: ModuleSettings
     # Shared by every generation of the module, so a reload never doubles
     # the number of calls that may run at once.
     limiter: ConcurrencyLimiter
@@ -125,27 +127,39 @@ class ModuleRegistry:
         wasm: bytes,
         source: Path | None = None,
         noticed_at: float | None = None,
+        settings: ModuleSettings | None = None,
     ) -> LoadOutcome:
-        """Make `wasm` the serving version of `name`, unless it is already.
+        """Make `wasm` with `settings` (the daemon's options if None) the
+        serving version of `name`, unless it is already.
 
         `noticed_at` is the time.monotonic() at which the change was first
         seen (a file event), for the reload latency metric. On failure the
         previous version keeps serving and the error is kept for ListModules.
         """
         sha256 = hashlib.sha256(wasm).hexdigest()
+        if settings is None:
+            settings = ModuleSettings.defaults(self._config, name)
         entry = self._entries.get(name)
-        if entry is not None and entry.current is not None and entry.current.sha256 == sha256:
+        current = entry.current if entry is not None else None
+        same_code = current is not None and current.sha256 == sha256
+        if entry is not None and current is not None and same_code and current.settings == settings:
             if entry.last_error:
                 with self._lock:
                     entry.last_error, entry.last_error_at = "", None
             return LoadOutcome.UNCHANGED
         try:
-            compiled = compile_module(self._runtime, wasm, sha256)
+            # A change of settings alone needs new instances, not a compile.
+            if current is not None and same_code:
+                compiled = current.compiled
+            else:
+                compiled = compile_module(self._runtime, wasm, sha256)
             pool = InstancePool(
                 compiled,
                 self._runtime,
-                InstancePolicy(self._config.policy_for(name)),
+                InstancePolicy(settings.instance_policy),
                 self._config.max_idle_instances,
+                settings.max_memory,
+                settings.config_json,
             )
             pool.warm_up()
         except ModuleLoadError as e:
@@ -163,6 +177,7 @@ class ModuleRegistry:
                 loaded_at=datetime.now(UTC),
                 compiled=compiled,
                 pool=pool,
+                settings=settings,
                 limiter=entry.limiter,
             )
             entry.last_error, entry.last_error_at = "", None

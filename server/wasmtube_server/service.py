@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import grpc
@@ -15,11 +15,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 
-from .calls import Caller
+from .calls import Caller, Request
 from .errors import GuestError, GuestTrap, InvalidArgument, WasmtubeError
 from .gate import CallGate
 from .metrics import UNKNOWN_LABEL, Metrics
-from .registry import ModuleRegistry, ModuleStatus
+from .registry import LoadedModule, ModuleRegistry, ModuleStatus
+from .sandbox import ExportedFunction, GuestInstance, ImageOutput, Output, PixelFormat
 
 __all__ = ["SERVICE", "Undecodable", "WasmtubeService", "add_to_server"]
 
@@ -97,15 +98,12 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
                 output = self._caller.call(request, module, function, deadline, call_id)
             finally:
                 self._gate.leave()
-            return pb.CallResponse(
-                json=output, module_sha256=module.sha256, generation=module.generation
-            )
+            response = pb.CallResponse(module_sha256=module.sha256, generation=module.generation)
+            _set_output(response, output)
+            return response
         except WasmtubeError as e:
             code = e.status_code()
-            if isinstance(e, GuestTrap):
-                self._metrics.trapped(module_label, function_label, e.reason)
-            elif isinstance(e, GuestError):
-                self._metrics.guest_failed(module_label, function_label, code.name)
+            self._count_failure(e, module_label, function_label)
             _abort(context, code, e.message)
         except Exception as e:
             # A bug of ours: answer INTERNAL and keep serving.
@@ -113,27 +111,130 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             log.exception("call %s.%s failed unexpectedly", module_label, function_label)
             _abort(context, code, f"internal error in wasmtube: {type(e).__name__}: {e}")
         finally:
-            seconds = time.perf_counter() - started
-            self._metrics.call_finished(module_label, function_label, code.name, seconds)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "call %s.%s [call %x] %s %.3f ms",
-                    request.module[:64],
-                    request.function[:64],
-                    call_id,
-                    code.name,
-                    seconds * 1000,
-                    # One field, since LogRecord already has a `module` attribute.
-                    extra={
-                        "call": {
-                            "module": request.module[:64],
-                            "function": request.function[:64],
-                            "call_id": f"{call_id:x}",
-                            "status": code.name,
-                            "duration_ms": round(seconds * 1000, 3),
-                        }
-                    },
+            self._finished(request, module_label, function_label, code, started, call_id)
+
+    def CallStream(
+        self, requests: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[pb.CallStreamResponse]:
+        """One call per request message, all on one instance held for the stream.
+
+        The stream is bound to the module version and function of its first
+        message: a reload meanwhile serves new streams, not this one. Each
+        message's guest call takes a slot of the module's limiter, as a Call
+        does; between messages the instance waits, warm, for the next frame.
+        """
+        try:
+            self._gate.enter()
+        except WasmtubeError as e:
+            _abort(context, e.status_code(), e.message)
+        stream = _Stream()
+        try:
+            for index, request in enumerate(requests):
+                yield self._stream_call(stream, index, request, context)
+        finally:
+            self._gate.leave()
+            if stream.instance is not None and stream.instance_usable and stream.module:
+                stream.module.pool.give(stream.instance)
+
+    def _stream_call(
+        self, stream: _Stream, index: int, request: Any, context: grpc.ServicerContext
+    ) -> pb.CallStreamResponse:
+        started = time.perf_counter()
+        deadline = time.monotonic() + self._budget(context)
+        call_id = next(self._call_ids)
+        module_label = function_label = UNKNOWN_LABEL
+        code = grpc.StatusCode.OK
+        try:
+            if isinstance(request, Undecodable):
+                raise InvalidArgument(_undecodable_message("CallStream", request))
+            module, function = self._stream_target(stream, index, request)
+            module_label, function_label = module.name, function.name
+            if stream.instance is None:
+                stream.instance = module.pool.take()
+            try:
+                output = self._caller.call_on(
+                    stream.instance, request, module, function, deadline, call_id
                 )
+            except GuestError as e:
+                stream.instance_usable = e.instance_usable
+                raise
+            except WasmtubeError:
+                stream.instance_usable = False
+                raise
+            response = pb.CallStreamResponse(
+                module_sha256=module.sha256, generation=module.generation
+            )
+            _set_output(response, output)
+            return response
+        except WasmtubeError as e:
+            code = e.status_code()
+            self._count_failure(e, module_label, function_label)
+            _abort(context, code, f"message {index} of the stream: {e.message}")
+        except Exception as e:
+            code = grpc.StatusCode.INTERNAL
+            stream.instance_usable = False
+            log.exception("call %s.%s failed unexpectedly", module_label, function_label)
+            _abort(context, code, f"internal error in wasmtube: {type(e).__name__}: {e}")
+        finally:
+            self._finished(request, module_label, function_label, code, started, call_id)
+
+    def _stream_target(
+        self, stream: _Stream, index: int, request: pb.CallStreamRequest
+    ) -> tuple[LoadedModule, ExportedFunction]:
+        """The module version and function of the stream; the first message sets them."""
+        if stream.module is None or stream.function is None:
+            stream.module = self._caller.module(request)
+            stream.function = self._caller.function(request, stream.module)
+            return stream.module, stream.function
+        named = (request.module, request.function)
+        if named != ("", "") and named != (stream.module.name, stream.function.name):
+            raise InvalidArgument(
+                f"a stream calls one function: message {index} names "
+                f"{request.module[:64]}.{request.function[:64]}, but the stream calls "
+                f"{stream.module.name}.{stream.function.name}; leave module and function "
+                f"empty after the first message, or open another stream"
+            )
+        return stream.module, stream.function
+
+    def _count_failure(self, error: WasmtubeError, module: str, function: str) -> None:
+        if isinstance(error, GuestTrap):
+            self._metrics.trapped(module, function, error.reason)
+        elif isinstance(error, GuestError):
+            self._metrics.guest_failed(module, function, error.status_code().name)
+
+    def _finished(
+        self,
+        request: Request | Undecodable,
+        module: str,
+        function: str,
+        code: grpc.StatusCode,
+        started: float,
+        call_id: int,
+    ) -> None:
+        seconds = time.perf_counter() - started
+        self._metrics.call_finished(module, function, code.name, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            named = (
+                ("", "") if isinstance(request, Undecodable) else (request.module, request.function)
+            )
+            log.debug(
+                "call %s.%s [call %x] %s %.3f ms",
+                named[0][:64],
+                named[1][:64],
+                call_id,
+                code.name,
+                seconds * 1000,
+                # One field, since LogRecord already has a `module` attribute.
+                extra={
+                    "call": {
+                        "module": named[0][:64],
+                        "function": named[1][:64],
+                        "call_id": f"{call_id:x}",
+                        "status": code.name,
+                        "duration_ms": round(seconds * 1000, 3),
+                    }
+                },
+            )
 
     def _budget(self, context: grpc.ServicerContext) -> float:
         """Seconds this call may take: the caller's deadline, capped by ours."""
@@ -163,6 +264,11 @@ def add_to_server(service: WasmtubeService, server: grpc.Server) -> None:
             request_deserializer=_lenient(pb.CallRequest.FromString),
             response_serializer=pb.CallResponse.SerializeToString,
         ),
+        "CallStream": grpc.stream_stream_rpc_method_handler(
+            service.CallStream,
+            request_deserializer=_lenient(pb.CallStreamRequest.FromString),
+            response_serializer=pb.CallStreamResponse.SerializeToString,
+        ),
         "ListModules": grpc.unary_unary_rpc_method_handler(
             service.ListModules,
             request_deserializer=_lenient(pb.ListModulesRequest.FromString),
@@ -176,6 +282,30 @@ def add_to_server(service: WasmtubeService, server: grpc.Server) -> None:
         (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),)
     )
     server.add_registered_method_handlers(SERVICE.full_name, handlers)
+
+
+class _Stream:
+    """What one CallStream holds between its messages."""
+
+    __slots__ = ("function", "instance", "instance_usable", "module")
+
+    def __init__(self) -> None:
+        self.module: LoadedModule | None = None
+        self.function: ExportedFunction | None = None
+        self.instance: GuestInstance | None = None
+        # False once a call left the instance in an unknown state (a trap).
+        self.instance_usable = True
+
+
+def _set_output(response: pb.CallResponse | pb.CallStreamResponse, output: Output) -> None:
+    if isinstance(output, ImageOutput):
+        image = response.image
+        image.data = output.data
+        image.width = output.width
+        image.height = output.height
+        image.format = int(output.format)
+    else:
+        response.json = output
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -199,11 +329,31 @@ def _module_info(status: ModuleStatus) -> pb.ModuleInfo:
                 name=f.name,
                 signature=f.signature,
                 calling_convention=pb.CallingConvention.Name(f.convention.value),
+                image_formats=_image_formats(f),
             )
             for f in current.compiled.callable_functions
             if f.convention is not None
         )
+        settings = current.settings
+        info.settings.CopyFrom(
+            pb.ModuleSettings(
+                seed_offset=settings.seed_offset,
+                instance_policy=settings.instance_policy,
+                call_timeout_seconds=settings.call_timeout,
+                max_memory_bytes=settings.max_memory,
+                config_json=settings.config_json.decode("utf-8"),
+                file_sha256=settings.file_sha256,
+            )
+        )
     return info
+
+
+def _image_formats(function: ExportedFunction) -> list[int]:
+    if not function.takes_image:
+        return []
+    if not function.takes_format:
+        return [PixelFormat.RGB8.value]
+    return [f.value for f in PixelFormat]
 
 
 def _timestamp(seconds: float) -> Timestamp:

@@ -26,7 +26,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from .loader import DirectoryLoader
-from .names import MODULE_SUFFIX, module_name_of
+from .names import MODULE_SUFFIX, SETTINGS_SUFFIX, module_of_file
 
 __all__ = ["ModuleWatcher"]
 
@@ -113,10 +113,10 @@ class ModuleWatcher(FileSystemEventHandler):
             self._changed.notify_all()
 
     def _note(self, path: Path, kind: str, now: float) -> None:
-        name = module_name_of(path)
+        name = module_of_file(path)
         if name is not None:
             self._pending.setdefault(name, now)
-            if kind == "modified" and path.name == f"{name}{MODULE_SUFFIX}":
+            if kind == "modified" and path.suffix in (MODULE_SUFFIX, SETTINGS_SUFFIX):
                 self._writing.setdefault(name, now)
             elif kind in ("closed", "deleted", "moved", "created"):
                 self._writing.pop(name, None)

@@ -41,6 +41,11 @@ class WasmtubeStub:
                 request_serializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallRequest.SerializeToString,
                 response_deserializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallResponse.FromString,
                 _registered_method=True)
+        self.CallStream = channel.stream_stream(
+                '/wasmtube.v1.Wasmtube/CallStream',
+                request_serializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamRequest.SerializeToString,
+                response_deserializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamResponse.FromString,
+                _registered_method=True)
         self.ListModules = channel.unary_unary(
                 '/wasmtube.v1.Wasmtube/ListModules',
                 request_serializer=wasmtube_dot_v1_dot_wasmtube__pb2.ListModulesRequest.SerializeToString,
@@ -54,7 +59,18 @@ class WasmtubeServicer:
     """
 
     def Call(self, request, context):
-        """Calls one exported function of one module with JSON or an RGB8 image.
+        """Calls one exported function of one module with JSON or an image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CallStream(self, request_iterator, context):
+        """Calls one function once per request message, for pipelines such as video
+        frames. The stream keeps one warm instance of the module for its whole
+        life; responses come back in order, one per request. Each message gets
+        the same checks, limits and status codes as a Call; the first that fails
+        ends the stream with that status, naming the message's index.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,6 +90,11 @@ def add_WasmtubeServicer_to_server(servicer, server):
                     servicer.Call,
                     request_deserializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallRequest.FromString,
                     response_serializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallResponse.SerializeToString,
+            ),
+            'CallStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.CallStream,
+                    request_deserializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamRequest.FromString,
+                    response_serializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamResponse.SerializeToString,
             ),
             'ListModules': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModules,
@@ -110,6 +131,33 @@ class Wasmtube:
             '/wasmtube.v1.Wasmtube/Call',
             wasmtube_dot_v1_dot_wasmtube__pb2.CallRequest.SerializeToString,
             wasmtube_dot_v1_dot_wasmtube__pb2.CallResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/wasmtube.v1.Wasmtube/CallStream',
+            wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamRequest.SerializeToString,
+            wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,9 +3,10 @@
 from .abi import CallingConvention
 from .compiled import CompiledModule, ExportedFunction, compile_module
 from .dispatch import call_function
-from .guest_call import ImageInput, Payload
+from .guest_call import ImageInput, ImageOutput, Output, Payload
 from .host import CallLabel
 from .instance import GuestInstance, InstancePolicy, InstancePool
+from .pixels import PixelFormat
 from .runtime import Limits, Runtime
 
 __all__ = [
@@ -15,10 +16,13 @@ __all__ = [
     "ExportedFunction",
     "GuestInstance",
     "ImageInput",
+    "ImageOutput",
     "InstancePolicy",
     "InstancePool",
     "Limits",
+    "Output",
     "Payload",
+    "PixelFormat",
     "Runtime",
     "call_function",
     "compile_module",

@@ -12,6 +12,7 @@ import wasmtime
 
 __all__ = [
     "ALLOC_EXPORT",
+    "FORMAT_PARAMETERS",
     "FREE_EXPORT",
     "CallingConvention",
     "classify",
@@ -29,12 +30,13 @@ class CallingConvention(enum.Enum):
 
     # f(offset: i32, length: i32) -> i32: JSON in at offset, JSON out at offset.
     SEED_JSON = 1
-    # f(offset: i32, length: i32, width: i32, height: i32) -> i32: RGB8 pixels in.
+    # f(offset: i32, length: i32, width: i32, height: i32[, format: i32]) -> i32:
+    # pixels in; RGB8 only unless the function takes the format.
     SEED_IMAGE = 2
     # f(ptr: i32, length: i32) -> i64: input in a buffer from wasmtube_alloc,
     # output where the packed (ptr << 32 | length) result says.
     ALLOC_JSON = 3
-    # f(ptr: i32, length: i32, width: i32, height: i32) -> i64: RGB8 pixels in.
+    # f(ptr: i32, length: i32, width: i32, height: i32[, format: i32]) -> i64.
     ALLOC_IMAGE = 4
 
     @property
@@ -51,7 +53,13 @@ _SIGNATURES: dict[str, CallingConvention] = {
     "(i32, i32, i32, i32) -> i32": CallingConvention.SEED_IMAGE,
     "(i32, i32) -> i64": CallingConvention.ALLOC_JSON,
     "(i32, i32, i32, i32) -> i64": CallingConvention.ALLOC_IMAGE,
+    "(i32, i32, i32, i32, i32) -> i32": CallingConvention.SEED_IMAGE,
+    "(i32, i32, i32, i32, i32) -> i64": CallingConvention.ALLOC_IMAGE,
 }
+# An image function with this many parameters also takes the pixel format, so
+# it accepts every format; with four it only ever gets RGB8, which is all a
+# seed guest (which ignores the length) could read correctly.
+FORMAT_PARAMETERS = 5
 
 
 def classify(func_type: wasmtime.FuncType, has_allocator: bool) -> CallingConvention | None:

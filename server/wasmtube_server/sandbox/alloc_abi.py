@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..errors import GuestOutputError, InputTooLarge
 from .abi import ALLOC_EXPORT, FREE_EXPORT
-from .guest_call import Payload, invoke, read_output, unpack
+from .guest_call import Output, Payload, invoke, read_output, unpack
 from .instance import GuestInstance
 
 __all__ = ["KEEP_INPUT_BUFFER", "call_alloc"]
@@ -28,7 +28,7 @@ _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
 
 
-def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds: float) -> str:
+def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds: float) -> Output:
     data, sizes = unpack(payload)
     size = len(data)
     memory = instance.memory
@@ -65,10 +65,11 @@ def _input_buffer(instance: GuestInstance, size: int, seconds: float) -> tuple[i
         raise InputTooLarge(f"input of {size} bytes exceeds the 2 GiB a wasm32 guest can address")
     in_ptr = invoke(instance, ALLOC_EXPORT, size, seconds=seconds) & _U32
     if in_ptr == 0:
-        max_mib = instance.runtime.limits.max_memory // (1024 * 1024)
+        max_mib = instance.max_memory // (1024 * 1024)
         raise InputTooLarge(
             f"the guest could not allocate {size} bytes for the input "
-            f"({ALLOC_EXPORT} returned 0; linear memory is capped at {max_mib} MiB, --max-memory)"
+            f"({ALLOC_EXPORT} returned 0; linear memory is capped at {max_mib} MiB: "
+            f"--max-memory, or max_memory in the module's settings file)"
         )
     if not instance.memory.fits(in_ptr, size):
         raise GuestOutputError(

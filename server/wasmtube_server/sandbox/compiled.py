@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import wasmtime
 
 from ..errors import ModuleLoadError
-from .abi import ALLOC_EXPORT, FREE_EXPORT, CallingConvention, classify, describe_signature
+from .abi import (
+    ALLOC_EXPORT,
+    FORMAT_PARAMETERS,
+    FREE_EXPORT,
+    CallingConvention,
+    classify,
+    describe_signature,
+)
 from .host import HOST_MODULE, HostFunctions
 from .runtime import Runtime
 
@@ -27,6 +34,9 @@ class ExportedFunction:
     # The convention's traits, looked up once here instead of on every call.
     uses_allocator: bool = False
     takes_image: bool = False
+    # An image function that takes the pixel format as its fifth parameter,
+    # and so accepts every format instead of RGB8 only.
+    takes_format: bool = False
 
     @classmethod
     def of(cls, name: str, func_type: wasmtime.FuncType, has_allocator: bool) -> ExportedFunction:
@@ -37,19 +47,22 @@ class ExportedFunction:
             convention,
             uses_allocator=convention is not None and convention.uses_allocator,
             takes_image=convention is not None and convention.takes_image,
+            takes_format=convention is not None
+            and convention.takes_image
+            and len(func_type.params) == FORMAT_PARAMETERS,
         )
 
     @property
     def why_not_callable(self) -> str:
-        if self.signature.endswith("-> i64") and self.signature.count("i32") in (2, 4):
+        if self.signature.endswith("-> i64") and self.signature.count("i32") in (2, 4, 5):
             return (
                 f"it returns i64 (the alloc ABI), but the module exports no "
                 f"{ALLOC_EXPORT}(i32) -> i32 to receive its input"
             )
         return (
             "no calling convention accepts that: use (i32, i32) -> i32 or "
-            "(i32, i32, i32, i32) -> i32 (seed ABI), or (i32, i32) -> i64 or "
-            "(i32, i32, i32, i32) -> i64 with wasmtube_alloc (alloc ABI)"
+            "(i32, i32, i32, i32[, i32]) -> i32 (seed ABI), or (i32, i32) -> i64 or "
+            "(i32, i32, i32, i32[, i32]) -> i64 with wasmtube_alloc (alloc ABI)"
         )
 
 
@@ -94,7 +107,8 @@ def compile_module(runtime: Runtime, wasm: bytes, sha256: str) -> CompiledModule
     missing = [i for i in module.imports if not runtime.provides(i.module, i.name or "")]
     if missing:
         names = ", ".join(f"{i.module}.{i.name}" for i in missing)
-        host = " and ".join(f"{HOST_MODULE}.{name}" for name in sorted(HostFunctions.NAMES))
+        *others, last = [f"{HOST_MODULE}.{name}" for name in sorted(HostFunctions.NAMES)]
+        host = f"{', '.join(others)} and {last}"
         offer = f"only {host}" if not runtime.limits.wasi else f"only {host} and WASI preview 1"
         raise ModuleLoadError(
             f"imports {names}, which wasmtube does not provide; a module may import {offer}"

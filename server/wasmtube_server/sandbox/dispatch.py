@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .alloc_abi import call_alloc
 from .compiled import ExportedFunction
-from .guest_call import Payload
+from .guest_call import Output, Payload
 from .instance import GuestInstance
 from .seed_abi import call_seed
 
@@ -17,7 +17,7 @@ def call_function(
     payload: Payload,
     seed_offset: int,
     seconds: float,
-) -> str:
+) -> Output:
     """The guest's output as text; `seconds` is the time the call may take."""
     instance.arm(seconds)
     if function.uses_allocator:

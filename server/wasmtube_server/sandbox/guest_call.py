@@ -7,30 +7,60 @@ import wasmtime
 
 from ..errors import GuestError, GuestOutputError
 from .instance import GuestInstance
+from .pixels import PixelFormat
 from .traps import trap_error
 
-__all__ = ["ImageInput", "Payload", "invoke", "read_output", "unpack"]
+__all__ = [
+    "ImageInput",
+    "ImageOutput",
+    "Output",
+    "Payload",
+    "invoke",
+    "read_output",
+    "unpack",
+]
 
 
 class ImageInput:
-    """RGB8 pixels with their sizes, already checked to agree."""
+    """Pixels with their sizes and format, already checked to agree.
 
-    __slots__ = ("data", "height", "width")
+    `arguments` are what the function gets after (ptr, len): (width, height),
+    plus the format for a function that takes it.
+    """
 
-    def __init__(self, data: bytes, width: int, height: int) -> None:
+    __slots__ = ("arguments", "data", "format", "height", "width")
+
+    def __init__(
+        self, data: bytes, width: int, height: int, format: PixelFormat, takes_format: bool
+    ) -> None:
         self.data = data
         self.width = width
         self.height = height
+        self.format = format
+        self.arguments = (width, height, int(format)) if takes_format else (width, height)
+
+
+class ImageOutput:
+    """Pixels a guest returned after declaring them with wasmtube.output_image."""
+
+    __slots__ = ("data", "format", "height", "width")
+
+    def __init__(self, data: bytes, width: int, height: int, format: PixelFormat) -> None:
+        self.data = data
+        self.width = width
+        self.height = height
+        self.format = format
 
 
 Payload = bytes | ImageInput
+# JSON text, or an image.
+Output = str | ImageOutput
 
 
 def unpack(payload: Payload) -> tuple[bytes, tuple[int, ...]]:
-    """The bytes to write into the guest, and the arguments after (ptr, len):
-    (width, height) for an image, none for JSON."""
+    """The bytes to write into the guest, and the arguments after (ptr, len)."""
     if isinstance(payload, ImageInput):
-        return payload.data, (payload.width, payload.height)
+        return payload.data, payload.arguments
     return payload, ()
 
 
@@ -43,7 +73,7 @@ def invoke(instance: GuestInstance, name: str, *args: int, seconds: float) -> in
         if instance.reported is not None:
             raise _reported_error(instance, usable=False) from trap
         memory_size = instance.memory.current_size()
-        max_memory = instance.runtime.limits.max_memory
+        max_memory = instance.max_memory
         raise trap_error(trap, name, seconds, memory_size, max_memory) from trap
     if instance.reported is not None:
         raise _reported_error(instance, usable=True)
@@ -56,12 +86,15 @@ def _reported_error(instance: GuestInstance, usable: bool) -> GuestError:
     return GuestError(reported.code, reported.message, instance_usable=usable)
 
 
-def read_output(instance: GuestInstance, function: str, offset: int, length: int) -> str:
-    """The guest's output at [offset, offset + length) as text, if it is UTF-8.
+def read_output(instance: GuestInstance, function: str, offset: int, length: int) -> Output:
+    """The guest's output at [offset, offset + length): the image it declared,
+    or else text, if it is UTF-8.
 
     The range must have been checked with `memory.fits`. Whether the text is
     JSON is the daemon's business (--check-output), not the sandbox's.
     """
+    if instance.declared_image is not None:
+        return _read_image(instance, function, offset, length)
     try:
         return instance.memory.read_text(offset, length)
     except UnicodeDecodeError as e:
@@ -69,3 +102,28 @@ def read_output(instance: GuestInstance, function: str, offset: int, length: int
             f"function {function!r} returned {length} bytes that are not UTF-8 "
             f"(first bad byte at {e.start})"
         ) from e
+
+
+def _read_image(instance: GuestInstance, function: str, offset: int, length: int) -> ImageOutput:
+    declared, instance.declared_image = instance.declared_image, None
+    assert declared is not None
+    width, height, code = declared
+    try:
+        format = PixelFormat(code)
+    except ValueError:
+        raise GuestOutputError(
+            f"function {function!r} declared an output image with pixel format {code}, "
+            f"which is none of 1 (RGB8), 2 (RGBA8) or 3 (GRAY8)"
+        ) from None
+    if width <= 0 or height <= 0:
+        raise GuestOutputError(
+            f"function {function!r} declared a {width}x{height} output image: "
+            f"width and height must both be > 0"
+        )
+    expected = width * height * format.channels
+    if length != expected:
+        raise GuestOutputError(
+            f"function {function!r} declared a {width}x{height} {format.name} output image, "
+            f"which is {expected} bytes, but returned {length} bytes"
+        )
+    return ImageOutput(instance.memory.read_bytes(offset, length), width, height, format)

@@ -13,6 +13,17 @@ in its linear memory. The guest then returns as usual (its output is
 ignored), and the caller gets that status and message. Calling it is not a
 trap: a pooled instance stays in the pool.
 
+`wasmtube.config(ptr: i32, capacity: i32) -> i32`: copies the module's static
+configuration, a JSON object (the `[config]` table of its NAME.toml, `{}`
+without one), to [ptr, ptr + min(capacity, n)) and returns n, its whole
+length: a guest asks with capacity 0, allocates, and asks again. -1 if the
+range lies outside linear memory.
+
+`wasmtube.output_image(width: i32, height: i32, format: i32)`: the output the
+current call returns (the usual way for its ABI) is an image of that size in
+pixel format 1 RGB8, 2 RGBA8 or 3 GRAY8, not JSON. The host checks that the
+output's length is width*height*channels.
+
 The callback runs inside the guest call, on the calling thread. It must never
 raise: an exception would cross into the guest as an anonymous trap.
 """
@@ -73,6 +84,8 @@ class Reporting(Protocol):
     memory: LinearMemory
     reported: ReportedError | None
     call: CallLabel | None
+    declared_image: tuple[int, int, int] | None
+    config_json: bytes
 
 
 class _Bucket:
@@ -102,7 +115,7 @@ class _Bucket:
 class HostFunctions:
     """The `wasmtube` import module, defined once on the Runtime's Linker."""
 
-    NAMES = frozenset({"fail", "log"})
+    NAMES = frozenset({"config", "fail", "log", "output_image"})
 
     def __init__(
         self, log_rate: float, on_log_dropped: Callable[[str], None] = lambda module: None
@@ -119,6 +132,16 @@ class HostFunctions:
         line = wasmtime.FuncType([i32, i32, i32], [])
         linker.define_func(HOST_MODULE, "fail", line, self._fail, True)
         linker.define_func(HOST_MODULE, "log", line, self._log, True)
+        linker.define_func(
+            HOST_MODULE, "config", wasmtime.FuncType([i32, i32], [i32]), self._config, True
+        )
+        linker.define_func(
+            HOST_MODULE,
+            "output_image",
+            wasmtime.FuncType([i32, i32, i32], []),
+            self._output_image,
+            True,
+        )
 
     def register(self, context: int, instance: Reporting) -> None:
         self._instances[context] = instance
@@ -130,6 +153,31 @@ class HostFunctions:
                 instance.reported = _reported(instance.memory, code, ptr & _U32, length & _U32)
         except Exception:  # a bug of ours must not become a guest trap
             log.exception("wasmtube.fail(%s, %s, %s) could not be recorded", code, ptr, length)
+
+    def _config(self, caller: wasmtime.Caller, ptr: int, capacity: int) -> int:
+        try:
+            instance = self._instances.get(caller_context_address(caller))
+            if instance is None:
+                return -1
+            config = instance.config_json
+            ptr, shown = ptr & _U32, min(capacity & _U32, len(config))
+            if shown:
+                if not instance.memory.fits(ptr, shown):
+                    return -1
+                instance.memory.write(ptr, config[:shown])
+            return len(config)
+        except Exception:  # a bug of ours must not become a guest trap
+            log.exception("wasmtube.config(%s, %s) failed", ptr, capacity)
+            return -1
+
+    def _output_image(self, caller: wasmtime.Caller, width: int, height: int, format: int) -> None:
+        try:
+            instance = self._instances.get(caller_context_address(caller))
+            if instance is not None:
+                # Checked against the output once the call returns it.
+                instance.declared_image = (width, height, format)
+        except Exception:  # a bug of ours must not become a guest trap
+            log.exception("wasmtube.output_image(%s, %s, %s) failed", width, height, format)
 
     def _log(self, caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
         try:

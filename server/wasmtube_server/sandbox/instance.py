@@ -43,16 +43,27 @@ class GuestInstance:
         "_fuel",
         "_instance",
         "call",
+        "config_json",
+        "declared_image",
         "input_buffer",
+        "max_memory",
         "memory",
         "reported",
         "runtime",
         "store",
     )
 
-    def __init__(self, compiled: CompiledModule, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        compiled: CompiledModule,
+        runtime: Runtime,
+        max_memory: int | None = None,
+        config_json: bytes = b"{}",
+    ) -> None:
         self.runtime = runtime
-        self.store = runtime.new_store()
+        # The cap on linear memory: the module's own (NAME.toml) or the daemon's.
+        self.max_memory = max_memory or runtime.limits.max_memory
+        self.store = runtime.new_store(self.max_memory)
         self._context = context_address(self.store)
         self._fuel = runtime.limits.fuel
         self._compiled = compiled
@@ -75,11 +86,18 @@ class GuestInstance:
         self.reported: ReportedError | None = None
         # The call running now, for the lines the guest logs.
         self.call: CallLabel | None = None
+        # (width, height, format) from wasmtube.output_image during a call.
+        self.declared_image: tuple[int, int, int] | None = None
+        # The module's static configuration, for wasmtube.config.
+        self.config_json = config_json
         runtime.host.register(self._context, self)
 
     def arm(self, seconds: float) -> None:
         """Give the next call `seconds` of time and a full tank of fuel."""
         set_epoch_deadline(self._context, ticks(seconds))
+        # A declaration left by a call that failed on purpose must not make
+        # the next call's output an image.
+        self.declared_image = None
         if self._fuel is not None:
             self.store.set_fuel(self._fuel)
 
@@ -115,9 +133,13 @@ class InstancePool:
         runtime: Runtime,
         policy: InstancePolicy,
         max_idle: int,
+        max_memory: int | None = None,
+        config_json: bytes = b"{}",
     ) -> None:
         self._compiled = compiled
         self._runtime = runtime
+        self._max_memory = max_memory
+        self._config_json = config_json
         self.policy = policy
         self._max_idle = max_idle if policy is InstancePolicy.POOLED else 0
         self._idle: list[GuestInstance] = []
@@ -125,7 +147,7 @@ class InstancePool:
 
     def warm_up(self) -> None:
         """Instantiate once now, so a module that cannot start fails at load."""
-        self.give(GuestInstance(self._compiled, self._runtime))
+        self.give(self._new())
 
     def take(self) -> GuestInstance:
         """An instance for one call: a warm one if any waits, else a new one.
@@ -136,7 +158,10 @@ class InstancePool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return GuestInstance(self._compiled, self._runtime)
+        return self._new()
+
+    def _new(self) -> GuestInstance:
+        return GuestInstance(self._compiled, self._runtime, self._max_memory, self._config_json)
 
     def give(self, instance: GuestInstance) -> None:
         """Return an instance after a call that succeeded."""

@@ -7,7 +7,7 @@ plus the bounds and format checks the seed never made.
 from __future__ import annotations
 
 from ..errors import GuestOutputError, InputTooLarge
-from .guest_call import Payload, invoke, read_output, unpack
+from .guest_call import Output, Payload, invoke, read_output, unpack
 from .instance import GuestInstance
 
 __all__ = ["call_seed"]
@@ -15,7 +15,7 @@ __all__ = ["call_seed"]
 
 def call_seed(
     instance: GuestInstance, function: str, payload: Payload, offset: int, seconds: float
-) -> str:
+) -> Output:
     """Run one seed-ABI call and return the guest's output as text."""
     data, sizes = unpack(payload)
     memory = instance.memory

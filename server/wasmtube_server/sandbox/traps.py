@@ -48,8 +48,8 @@ def trap_error(
     if memory_size > OUT_OF_MEMORY_SHARE * max_memory:
         return GuestOutOfMemory(
             f"function {function!r} ran out of memory: its linear memory grew to "
-            f"{memory_size / MIB:.1f} MiB of the {max_memory / MIB:.0f} MiB cap (--max-memory), "
-            f"then it trapped: {cause}",
+            f"{memory_size / MIB:.1f} MiB of the {max_memory / MIB:.0f} MiB cap "
+            f"(--max-memory, or max_memory in its settings file), then it trapped: {cause}",
             "memory",
         )
     reason = _REASONS.get(code, "other") if code is not None else "other"
