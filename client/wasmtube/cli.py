@@ -18,7 +18,7 @@ from google.protobuf.json_format import MessageToDict
 
 from wasmtube import __version__
 from wasmtube._client import Client
-from wasmtube._images import load_image_file
+from wasmtube._images import FORMATS, from_message, load_image_file
 from wasmtube._requests import DEFAULT_TARGET, decode_result
 from wasmtube.errors import WasmtubeError
 from wasmtube.v1 import wasmtube_pb2
@@ -163,7 +163,22 @@ def cli() -> None:
     "image_path",
     metavar="PATH",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Send this image file, decoded to RGB8, instead of JSON.",
+    help="Send this image file, decoded to --format, instead of JSON.",
+)
+@click.option(
+    "--format",
+    "pixel_format",
+    type=click.Choice(sorted(FORMATS), case_sensitive=False),
+    default="rgb8",
+    show_default=True,
+    help="Pixel format to send the --image in (the function must take it).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write an image result to this file; its extension picks the file type.",
 )
 @_connection_options
 def call(
@@ -171,12 +186,15 @@ def call(
     function: str,
     json_text: str | None,
     image_path: Path | None,
+    pixel_format: str,
+    output_path: Path | None,
     connect: Callable[[], Client],
 ) -> None:
     """Call FUNCTION of MODULE and print its JSON result on one line.
 
     JSON is the input document (default: {}). With --image the function gets
-    the image instead, and JSON must be left out.
+    the image instead, and JSON must be left out. A function that returns an
+    image needs --output, where the image is written.
     """
     if image_path is not None and json_text is not None:
         raise click.UsageError("give either a JSON argument or --image, not both")
@@ -188,13 +206,21 @@ def call(
         with connect() as client:
             if image_path is None:
                 # The text goes out as typed; parsing was only to catch typos early.
-                result = decode_result(client.call_raw(module, function, document))
+                response = client.call_raw(module, function, document)
+                result = decode_result(response, output="message")
             else:
-                data, width, height = _read_image(image_path)
-                result = client.call_image(module, function, data, width, height)
+                data, width, height = _read_image(image_path, pixel_format)
+                result = client.call_image(
+                    module, function, data, width, height, format=pixel_format, output="message"
+                )
     except WasmtubeError as e:
         _fail(str(e))
+    if isinstance(result, wasmtube_pb2.Image):
+        _write_image(result, output_path)
+        return
     click.echo(json.dumps(result, separators=(",", ":")))
+    if output_path is not None:
+        _fail(f"{function} returned JSON, not an image: nothing was written to {output_path}")
 
 
 @cli.command()
@@ -225,14 +251,29 @@ def _check_json(text: str) -> None:
         raise click.BadParameter(f"not valid JSON: {e}", param_hint="'JSON'") from e
 
 
-def _read_image(path: Path) -> tuple[bytes, int, int]:
+def _read_image(path: Path, pixel_format: str) -> tuple[bytes, int, int]:
     try:
-        return load_image_file(path)
+        return load_image_file(path, pixel_format)
     except ImportError as e:
         _fail(str(e))
     except (OSError, ValueError) as e:
         # Pillow's "cannot identify image file" is an OSError.
         _fail(f"cannot read image {str(path)!r}: {e}")
+
+
+def _write_image(image: wasmtube_pb2.Image, path: Path | None) -> None:
+    format_name = wasmtube_pb2.PixelFormat.Name(image.format).removeprefix("PIXEL_FORMAT_")
+    shape = f"{image.width}x{image.height} {format_name}"
+    if path is None:
+        _fail(f"the function returned a {shape} image: give --output PATH to save it")
+    try:
+        from_message(image, "pil").save(path)
+    except ImportError as e:
+        _fail(str(e))
+    except (OSError, ValueError) as e:
+        # Pillow: an unknown extension is a ValueError, an unwritable path an OSError.
+        _fail(f"cannot write {str(path)!r}: {e}")
+    click.echo(f"wrote a {shape} image to {path}")
 
 
 def _module_to_dict(info: wasmtube_pb2.ModuleInfo) -> dict[str, Any]:
