@@ -1,4 +1,4 @@
-"""Run the whole issue-6 benchmark suite, print each scenario's table, collect the figures.
+"""Run the whole benchmark suite, print each scenario's table, collect the figures.
 
 Scenarios, each a script in bench/ run as its own process (it starts its own
 servers as further processes) with `--json` pointed at a temporary file:
@@ -9,6 +9,7 @@ servers as further processes) with `--json` pointed at a temporary file:
   5. reload.py          write-to-serving latency, restart with and without cache
   6. memory.py          RSS after 100,000 calls and after 1,000 reloads
   7. many_modules.py    start-up, RSS and latency with 10 to 1,000 modules
+  8. stream_frames.py   640x480 frames over one CallStream vs unary Calls (issue 7)
 Each scenario's JSON goes, under its name, into one file (--json, default
 bench-results.json in the current directory), rewritten after every scenario
 so an interrupted run keeps what it measured. Ends with every target, met or
@@ -82,6 +83,7 @@ SCENARIOS = (
         ),
     ),
     Scenario(7, "many_modules", quick=("--calls", "1000")),
+    Scenario(8, "stream_frames", quick=("--frames", "40", "--rounds", "2")),
 )
 
 
