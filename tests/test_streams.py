@@ -139,10 +139,13 @@ def test_a_stream_finishes_on_its_version_while_a_reload_serves_new_calls(
     deploy(streamed.modules_dir, "streamed", STREAMED + _custom_section())
     streamed.wait_generation("streamed", 2)
     assert streamed.call("streamed", "echo", "1").generation == 2
+    assert streamed.metric("wasmtube_streams_open") == 1
     go_on.set()
     second = next(call)
     assert (first.generation, second.generation) == (1, 1)
     assert second.json == "2"  # the same instance as the first message
+    call.cancel()
+    wait_until(lambda: streamed.metric("wasmtube_streams_open") == 0, what="the stream to close")
 
 
 def test_the_client_streams_frames_and_results(streamed: RunningDaemon) -> None:

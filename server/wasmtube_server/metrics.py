@@ -123,6 +123,12 @@ class Metrics:
             ["module"],
             registry=registry,
         )
+        self.streams_open = Gauge(
+            "wasmtube_streams_open",
+            "CallStreams in progress, each holding one instance between its messages "
+            "(their messages count in wasmtube_calls_total as calls).",
+            registry=registry,
+        )
         self._call_counts = _CallCountsCollector()
         registry.register(self._call_counts)
         self.reloads = Counter(
@@ -134,7 +140,7 @@ class Metrics:
         self.load_failures = Counter(
             "wasmtube_module_load_failures_total",
             "Module files that could not be loaded, by reason: not_wasm, compile, imports, "
-            "no_memory, instantiate, read.",
+            "no_memory, instantiate, read, settings.",
             ["module", "reason"],
             registry=registry,
         )

@@ -128,10 +128,12 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
         except WasmtubeError as e:
             _abort(context, e.status_code(), e.message)
         stream = _Stream()
+        self._metrics.streams_open.inc()
         try:
             for index, request in enumerate(requests):
                 yield self._stream_call(stream, index, request, context)
         finally:
+            self._metrics.streams_open.dec()
             self._gate.leave()
             if stream.instance is not None and stream.instance_usable and stream.module:
                 stream.module.pool.give(stream.instance)
