@@ -101,15 +101,9 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             response = pb.CallResponse(module_sha256=module.sha256, generation=module.generation)
             _set_output(response, output)
             return response
-        except WasmtubeError as e:
-            code = e.status_code()
-            self._count_failure(e, module_label, function_label)
-            _abort(context, code, e.message)
         except Exception as e:
-            # A bug of ours: answer INTERNAL and keep serving.
-            code = grpc.StatusCode.INTERNAL
-            log.exception("call %s.%s failed unexpectedly", module_label, function_label)
-            _abort(context, code, f"internal error in wasmtube: {type(e).__name__}: {e}")
+            code = _status_of(e)
+            self._refuse(context, e, code, module_label, function_label)
         finally:
             self._finished(request, module_label, function_label, code, started, call_id)
 
@@ -168,15 +162,12 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             )
             _set_output(response, output)
             return response
-        except WasmtubeError as e:
-            code = e.status_code()
-            self._count_failure(e, module_label, function_label)
-            _abort(context, code, f"message {index} of the stream: {e.message}")
         except Exception as e:
-            code = grpc.StatusCode.INTERNAL
-            stream.instance_usable = False
-            log.exception("call %s.%s failed unexpectedly", module_label, function_label)
-            _abort(context, code, f"internal error in wasmtube: {type(e).__name__}: {e}")
+            code = _status_of(e)
+            if not isinstance(e, WasmtubeError):
+                stream.instance_usable = False
+            prefix = f"message {index} of the stream: "
+            self._refuse(context, e, code, module_label, function_label, prefix)
         finally:
             self._finished(request, module_label, function_label, code, started, call_id)
 
@@ -198,11 +189,25 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             )
         return stream.module, stream.function
 
-    def _count_failure(self, error: WasmtubeError, module: str, function: str) -> None:
+    def _refuse(
+        self,
+        context: grpc.ServicerContext,
+        error: Exception,
+        code: grpc.StatusCode,
+        module: str,
+        function: str,
+        prefix: str = "",
+    ) -> NoReturn:
+        """End the RPC with `error`'s status, counting guest failures."""
         if isinstance(error, GuestTrap):
             self._metrics.trapped(module, function, error.reason)
         elif isinstance(error, GuestError):
-            self._metrics.guest_failed(module, function, error.status_code().name)
+            self._metrics.guest_failed(module, function, code.name)
+        if isinstance(error, WasmtubeError):
+            _abort(context, code, prefix + error.message)
+        # A bug of ours: answer INTERNAL and keep serving.
+        log.exception("call %s.%s failed unexpectedly", module, function)
+        _abort(context, code, f"internal error in wasmtube: {type(error).__name__}: {error}")
 
     def _finished(
         self,
@@ -297,6 +302,10 @@ class _Stream:
         self.instance: GuestInstance | None = None
         # False once a call left the instance in an unknown state (a trap).
         self.instance_usable = True
+
+
+def _status_of(error: Exception) -> grpc.StatusCode:
+    return error.status_code() if isinstance(error, WasmtubeError) else grpc.StatusCode.INTERNAL
 
 
 def _set_output(response: pb.CallResponse | pb.CallStreamResponse, output: Output) -> None:
