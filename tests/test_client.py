@@ -51,11 +51,17 @@ def test_call_image_with_a_pillow_image_of_any_mode(client: wasmtube.Client) -> 
         assert client.call_image("wasm_test", "image_size", image) == {"width": 33, "height": 21}
 
 
-def test_call_image_rejects_arrays_that_are_not_rgb8(client: wasmtube.Client) -> None:
-    with pytest.raises(ValueError, match="HxWx3 uint8"):
-        client.call_image("wasm_test", "image_size", np.zeros((4, 4), dtype=np.uint8))
+def test_call_image_rejects_arrays_that_are_no_pixel_format(client: wasmtube.Client) -> None:
+    for array in (np.zeros((4, 4, 2), dtype=np.uint8), np.zeros((4, 4, 3), dtype=np.float32)):
+        with pytest.raises(ValueError, match=r"HxWx3 \(RGB8\), HxWx4 \(RGBA8\) or HxW \(GRAY8\)"):
+            client.call_image("wasm_test", "image_size", array)
     with pytest.raises(ValueError, match="width"):
         client.call_image("wasm_test", "image_size", bytes(12))
+    with pytest.raises(ValueError, match="format='rgb8' but an array of shape \\(4, 4\\)"):
+        client.call_image("wasm_test", "image_size", np.zeros((4, 4), np.uint8), format="rgb8")
+    # A GRAY8 array is an image, but image_size takes RGB8 only: the daemon says so.
+    with pytest.raises(wasmtube.InvalidArgument, match="takes RGB8 images only"):
+        client.call_image("wasm_test", "image_size", np.zeros((4, 4), dtype=np.uint8))
 
 
 def test_list_modules(client: wasmtube.Client) -> None:
@@ -86,6 +92,11 @@ def test_list_modules(client: wasmtube.Client) -> None:
         ),
         (
             lambda c: c.call("wasm_test", "echo", {"no_args": 1}),
+            wasmtube.InvalidArgument,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            lambda c: c.call("wasm_test", "panic", {}),
             wasmtube.Internal,
             grpc.StatusCode.INTERNAL,
         ),
@@ -101,6 +112,7 @@ def test_list_modules(client: wasmtube.Client) -> None:
         "bad-name",
         "bad-json",
         "image-size",
+        "guest-refuses-input",
         "trap",
         "too-large",
     ],

@@ -887,7 +887,7 @@ def scraped(start_daemon: Callable[..., RunningDaemon], modules_dir: Path, tmp_p
         modules_dir, cache_dir=tmp_path / "cache", module_concurrency=1, guest_log_rate=5
     )
     assert json.loads(daemon.call("wasm_test", "echo", '{"args":"x"}').json) == {"args": "x"}
-    for function, text in (("nope", "{}"), ("echo", "{}")):  # NOT_FOUND, a trap
+    for function, text in (("nope", "{}"), ("panic", "{}")):  # NOT_FOUND, a trap
         with pytest.raises(grpc.RpcError):
             daemon.call("wasm_test", function, text)
     with ThreadPoolExecutor(2) as pool:

@@ -219,19 +219,26 @@ def test_prometheus_scrapes_calls_and_traps(
         assert json.loads(guest_daemon.call("wasm_test", "echo", '{"args":"x"}').json) == {
             "args": "x"
         }
-    # `echo` without `args` panics in the guest: a trap, answered INTERNAL.
+    # `echo` without `args`: the guest refuses it with wasmtube.fail.
     with pytest.raises(grpc.RpcError) as error:
         guest_daemon.call("wasm_test", "echo", "{}")
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # `panic` panics in the guest: a trap, answered INTERNAL.
+    with pytest.raises(grpc.RpcError) as error:
+        guest_daemon.call("wasm_test", "panic", "{}")
     assert error.value.code() == grpc.StatusCode.INTERNAL
 
     prometheus.wait_value(calls % "OK", 3)
-    prometheus.wait_value(calls % "INTERNAL", 1)
+    prometheus.wait_value(calls % "INVALID_ARGUMENT", 1)
+    prometheus.wait_value(
+        'wasmtube_calls_total{module="wasm_test",function="panic",code="INTERNAL"}', 1
+    )
     # The histogram's series made it through too, and the trap counter (summed
     # over `reason`: which kind a Rust panic is belongs to test_errors.py).
     prometheus.wait_value(
         'wasmtube_call_duration_seconds_count{module="wasm_test",function="echo"}', 4
     )
-    prometheus.wait_value('sum(wasmtube_traps_total{module="wasm_test",function="echo"})', 1)
+    prometheus.wait_value('sum(wasmtube_traps_total{module="wasm_test",function="panic"})', 1)
     prometheus.wait_value("wasmtube_modules_loaded", 1)
     prometheus.wait_value(f'up{{job="{JOB}"}}', 1)
 
@@ -249,7 +256,7 @@ def test_promtool_finds_no_problems_in_metrics(
     for _ in range(3):
         daemon.call("wasm_test", "echo", '{"args":"x"}')
     for module, function, json_text in [
-        ("wasm_test", "echo", "{}"),
+        ("wasm_test", "panic", "{}"),
         ("wasm_test", "nope", "{}"),
         ("ghost", "get", "{}"),
     ]:

@@ -44,6 +44,9 @@ compgen -G "$sysroot/lib/rustlib/$target/lib/libstd-*.rlib" >/dev/null \
 for crate in serde serde_derive serde_json image; do
   compgen -G "$registry/$crate-[0-9]*" >/dev/null || missing "crate $crate not in $registry"
 done
+# The guest kit, through the symlink wasm_test/wasmtube-guest (see Cargo.toml).
+[ -f "$crate_dir/wasmtube-guest/Cargo.toml" ] \
+  || { echo "error: the guest kit is missing: $crate_dir/wasmtube-guest" >&2; exit 1; }
 
 # Everything goes under target/ (git-ignored): the build output and a private
 # cargo home whose config swaps crates.io for Debian's crate directory, so the
@@ -63,10 +66,11 @@ offline = true
 TOML
 
 # Reproducibility: map every absolute path that could reach the binary (panic
-# locations) to a fixed name, so clones in different directories and with
-# different cargo homes produce identical bytes. CARGO_ENCODED_RUSTFLAGS is
-# used (0x1f-separated) so paths with spaces survive. Unset anything from the
-# caller's environment that would change code generation.
+# locations in wasm_test, in the kit, which cargo sees under wasm_test/, or in
+# the registry's crates) to a fixed name, so clones in different directories
+# and with different cargo homes produce identical bytes. CARGO_ENCODED_RUSTFLAGS is used (0x1f-separated) so paths
+# with spaces survive. Unset anything from the caller's environment that
+# would change code generation.
 unset RUSTFLAGS RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_RUSTFLAGS \
       CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS CARGO_PROFILE_RELEASE_DEBUG 2>/dev/null || true
 sep=$'\x1f'

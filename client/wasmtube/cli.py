@@ -240,6 +240,40 @@ def modules(as_json: bool, connect: Callable[[], Client]) -> None:
             click.echo(line)
 
 
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--directory",
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    help="Create the project in DIR/NAME.  [default: ./NAME]",
+)
+def new(name: str, directory: Path) -> None:
+    """Write a new Rust guest project NAME/ that builds module NAME.wasm.
+
+    It holds an example (a JSON function and an image function), a build.sh,
+    and a copy of the guest kit, so it builds on its own, offline.
+    """
+    import shlex
+
+    from wasmtube.new_guest import GuestProjectError, create_guest_project, project_files
+
+    try:
+        project = create_guest_project(name, directory)
+    except GuestProjectError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write the project: {e}")
+    click.echo(f"created {project}/:")
+    for file in project_files(project):
+        click.echo(f"  {file}")
+    quoted = shlex.quote(str(project))
+    click.echo("next, build it, then copy it into the daemon's module directory (--modules):")
+    click.echo(f"  {quoted}/build.sh")
+    click.echo(f"  cp {quoted}/{shlex.quote(name + '.wasm')} /path/to/modules/")
+
+
 def _check_json(text: str) -> None:
     def reject(constant: str) -> NoReturn:
         # Python's parser takes NaN and Infinity; JSON (and the daemon) do not.

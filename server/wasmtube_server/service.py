@@ -304,6 +304,14 @@ class _Stream:
         self.instance_usable = True
 
 
+# The ABI's pixel formats as the API's enum (the same numbers).
+_WIRE_FORMATS = {
+    PixelFormat.RGB8: pb.PIXEL_FORMAT_RGB8,
+    PixelFormat.RGBA8: pb.PIXEL_FORMAT_RGBA8,
+    PixelFormat.GRAY8: pb.PIXEL_FORMAT_GRAY8,
+}
+
+
 def _status_of(error: Exception) -> grpc.StatusCode:
     return error.status_code() if isinstance(error, WasmtubeError) else grpc.StatusCode.INTERNAL
 
@@ -314,7 +322,7 @@ def _set_output(response: pb.CallResponse | pb.CallStreamResponse, output: Outpu
         image.data = output.data
         image.width = output.width
         image.height = output.height
-        image.format = int(output.format)
+        image.format = _WIRE_FORMATS[output.format]
     else:
         response.json = output
 
@@ -359,12 +367,12 @@ def _module_info(status: ModuleStatus) -> pb.ModuleInfo:
     return info
 
 
-def _image_formats(function: ExportedFunction) -> list[int]:
+def _image_formats(function: ExportedFunction) -> list[pb.PixelFormat]:
     if not function.takes_image:
         return []
     if not function.takes_format:
-        return [PixelFormat.RGB8.value]
-    return [f.value for f in PixelFormat]
+        return [pb.PIXEL_FORMAT_RGB8]
+    return list(_WIRE_FORMATS.values())
 
 
 def _timestamp(seconds: float) -> Timestamp:

@@ -1,30 +1,42 @@
-//! Test guest for wasmtube, speaking two calling conventions (see README.md).
+//! Test guest for wasmtube, built on the guest kit (`wasmtube-guest`, in
+//! `client/wasmtube/guest/`). Each function is a plain Rust function; the
+//! `export!` lines at the end give each one its calling convention:
 //!
-//! Seed ABI (`echo`, `hello`, `image_size`, `busy`): the host writes the
-//! input bytes into linear memory at `offset` (42 by default) and calls a
-//! function with `(offset, len, ...)`. The function writes its JSON output at
-//! the same offset, over its input, and returns the output's length in bytes.
+//! - seed ABI (`echo`, `hello`, `busy`, `image_size`): input at a fixed offset
+//!   of linear memory, JSON output written over it, its length returned; the
+//!   seed's own test guest answered exactly like this;
+//! - alloc ABI (everything else): input in a buffer from `wasmtube_alloc`,
+//!   output returned as `(ptr << 32) | len`, JSON or an image.
 //!
-//! Alloc ABI (`json_echo`, `json_stats`, `image_stats`), for large payloads:
-//! the host gets an input buffer from `wasmtube_alloc`, calls
-//! `f(ptr, len, ...) -> i64`, and receives `(out_ptr << 32) | out_len`, a JSON
-//! buffer it frees with `wasmtube_free` once read. It frees the input the same
-//! way: the function only borrows it.
-//!
-//! In both ABIs any error (bad UTF-8/JSON, missing field, bad image size)
-//! panics, and with `panic = "abort"` on wasm32 that is an `unreachable`
-//! trap: neither ABI has an error convention, so a trap is the only honest
-//! way to fail.
+//! Bad input fails the call with INVALID_ARGUMENT through `wasmtube.fail`
+//! (the kit does that for input it cannot parse); only `panic` traps, on
+//! purpose, for tests of traps.
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use std::alloc::Layout;
 use std::fmt;
+use wasmtube_guest::{export, from_json_seed, info, Error, Image, ImageRef, PixelFormat, RawJson};
+
+export!(seed_json echo, hello, busy);
+export!(seed_image image_size);
+export!(bytes json_echo, json_stats, show_config);
+export!(image image_stats, image_checksum, box_blur);
+export!(image_any grayscale);
+export!(json divide, panic);
+
+// ---------------------------------------------------------------------------
+// Seed ABI functions: the seed's test guest, answer for answer.
+// ---------------------------------------------------------------------------
 
 /// `echo` input and output: only `args` survives; other fields are dropped.
 #[derive(Deserialize, Serialize)]
 struct EchoArgs {
     args: String,
+}
+
+/// `{"args": String}` -> the same object as compact JSON.
+fn echo(args: EchoArgs) -> Result<EchoArgs, Error> {
+    Ok(args)
 }
 
 /// `hello` input.
@@ -39,70 +51,9 @@ struct Greeting {
     message: String,
 }
 
-/// `image_size` output.
-#[derive(Serialize)]
-struct ImageInfo {
-    width: u32,
-    height: u32,
-}
-
-/// An i32 from the host as an unsigned wasm32 address or length.
-fn addr(x: i32) -> usize {
-    x as u32 as usize
-}
-
-/// Borrow `len` bytes of linear memory starting at `offset`.
-///
-/// Safety: the host guarantees it wrote `len` bytes at `offset`. The
-/// returned slice must not be used after `write_output` overwrites it, which
-/// is why every caller parses into owned values first.
-unsafe fn input<'a>(offset: i32, len: usize) -> &'a [u8] {
-    core::slice::from_raw_parts(addr(offset) as *const u8, len)
-}
-
-/// Serialize `value` as compact JSON, copy it to `offset` (over the input,
-/// as the seed ABI requires) and return its length for the host to read.
-///
-/// Safety: the input at `offset` must no longer be borrowed, and the memory
-/// from `offset` must have room for the output (the host's responsibility,
-/// as in the seed).
-unsafe fn write_output<T: Serialize>(offset: i32, value: &T) -> i32 {
-    // Serialize to a heap buffer first: serde_json needs a growable writer,
-    // and only then do we know the length to return.
-    let json = serde_json::to_vec(value).expect("serialize output");
-    let len = i32::try_from(json.len()).expect("output length fits in i32");
-    core::ptr::copy_nonoverlapping(json.as_ptr(), addr(offset) as *mut u8, json.len());
-    len
-}
-
-/// `{"args": String}` -> the same object as compact JSON.
-#[no_mangle]
-pub unsafe extern "C" fn echo(offset: i32, len: i32) -> i32 {
-    let args: EchoArgs = serde_json::from_slice(input(offset, addr(len))).expect("echo: bad input");
-    write_output(offset, &args)
-}
-
-/// Raw RGB8 pixels (`width*height*3` bytes, row-major) -> `{"width","height"}`.
-/// `len` is ignored, as in the seed: the size comes from width and height.
-#[no_mangle]
-pub unsafe extern "C" fn image_size(offset: i32, _len: i32, width: i32, height: i32) -> i32 {
-    let (w, h) = (width as u32, height as u32);
-    // Checked, unlike the seed whose u32 product wraps: an impossible size
-    // traps here instead of silently reading the wrong number of bytes.
-    let n = addr(width)
-        .checked_mul(addr(height))
-        .and_then(|p| p.checked_mul(3))
-        .expect("image_size: width*height*3 overflows");
-    let pixels = input(offset, n).to_vec();
-    let img = image::RgbImage::from_raw(w, h, pixels).expect("image_size: bad buffer");
-    write_output(offset, &ImageInfo { width: img.width(), height: img.height() })
-}
-
 /// `{"arg": String}` -> `{"message": "Hello, <arg>!"}`.
-#[no_mangle]
-pub unsafe extern "C" fn hello(offset: i32, len: i32) -> i32 {
-    let args: HelloArgs = serde_json::from_slice(input(offset, addr(len))).expect("hello: bad input");
-    write_output(offset, &Greeting { message: format!("Hello, {}!", args.arg) })
+fn hello(args: HelloArgs) -> Result<Greeting, Error> {
+    Ok(Greeting { message: format!("Hello, {}!", args.arg) })
 }
 
 /// `busy` input.
@@ -121,9 +72,7 @@ struct BusyResult {
 /// benchmark for parallel calls (~1e8 rounds take a noticeable fraction of a
 /// second). Each round depends on the previous one and the count is only
 /// known at run time, so the compiler can neither fold nor vectorise it.
-#[no_mangle]
-pub unsafe extern "C" fn busy(offset: i32, len: i32) -> i32 {
-    let args: BusyArgs = serde_json::from_slice(input(offset, addr(len))).expect("busy: bad input");
+fn busy(args: BusyArgs) -> Result<BusyResult, Error> {
     // xorshift64 never leaves the all-zero state, so seed it away from zero.
     let mut x = args.n ^ 0x9E37_79B9_7F4A_7C15;
     if x == 0 {
@@ -134,98 +83,100 @@ pub unsafe extern "C" fn busy(offset: i32, len: i32) -> i32 {
         x ^= x >> 7;
         x ^= x << 17;
     }
-    write_output(offset, &BusyResult { value: x })
+    Ok(BusyResult { value: x })
+}
+
+/// `image_size` output.
+#[derive(Serialize)]
+struct ImageInfo {
+    width: u32,
+    height: u32,
+}
+
+/// Raw RGB8 pixels -> `{"width","height"}`. Like the seed it ignores `len`
+/// (the kit's `seed_image` reads `width*height*3` bytes) and wraps the pixels
+/// in an `image::RgbImage`, as the seed's guest did.
+fn image_size(img: ImageRef) -> Result<ImageInfo, Error> {
+    let rgb = image::RgbImage::from_raw(img.width, img.height, img.pixels.to_vec())
+        .ok_or_else(|| Error::invalid_argument("image_size: pixels do not fill the image"))?;
+    Ok(ImageInfo { width: rgb.width(), height: rgb.height() })
 }
 
 // ---------------------------------------------------------------------------
-// Alloc ABI plumbing. Every buffer that crosses the boundary, in either
-// direction, is a plain allocation of `len` bytes with alignment 1, so one
-// `wasmtube_free(ptr, len)` can release both kinds with the same Layout.
-// Pointers and lengths are 32-bit unsigned values carried in i32s.
+// Alloc ABI functions: JSON.
 // ---------------------------------------------------------------------------
 
-/// The one layout of every alloc-ABI buffer: `len` bytes, alignment 1.
-/// `None` only for a size no allocation can have (over isize::MAX).
-fn buffer_layout(len: usize) -> Option<Layout> {
-    Layout::from_size_align(len, 1).ok()
+/// Any JSON -> the same value, compact. Built to carry documents of many MB.
+fn json_echo(input: &[u8]) -> Result<RawJson, Error> {
+    // Compact output is usually no longer than the input: reserving that much
+    // avoids the doubling reallocations (and their peak) of a growing Vec.
+    let mut out = Vec::with_capacity(input.len());
+    from_json_seed(input, Echo { out: &mut out, sep: None })?;
+    Ok(RawJson(out))
 }
 
-/// Allocate `len` writable bytes for the host to put an input in; returns
-/// their address, or 0 if `len <= 0` or memory cannot grow. A failed
-/// allocation returns 0 instead of trapping (no `handle_alloc_error`), so the
-/// host can tell "too big for this instance" from a guest bug.
-#[no_mangle]
-pub extern "C" fn wasmtube_alloc(len: i32) -> i32 {
-    if len <= 0 {
-        return 0;
+/// `json_stats` output.
+#[derive(Serialize)]
+struct JsonStats {
+    bytes: u64,
+    values: u64,
+    max_depth: u64,
+}
+
+/// Any JSON -> `{"bytes","values","max_depth"}`: input length, number of
+/// values counted recursively (object keys are not values), and nesting depth
+/// (scalar or empty container 1, container 1 + deepest child).
+fn json_stats(input: &[u8]) -> Result<JsonStats, Error> {
+    let mut values = 0;
+    let max_depth = from_json_seed(input, Count { values: &mut values })?;
+    Ok(JsonStats { bytes: input.len() as u64, values, max_depth })
+}
+
+/// Ignores its input and returns the module's config object: what
+/// `wasmtube.config` gives, the `[config]` table of `wasm_test.toml`.
+fn show_config(_input: &[u8]) -> Result<serde_json::Value, Error> {
+    wasmtube_guest::config()
+}
+
+/// `divide` input.
+#[derive(Deserialize)]
+struct DivideArgs {
+    a: i64,
+    b: i64,
+}
+
+/// `divide` output.
+#[derive(Serialize)]
+struct Quotient {
+    quotient: i64,
+}
+
+/// `{"a": i64, "b": i64}` -> `{"quotient": a / b}`, rounded toward zero.
+/// Logs one info line per call; `b == 0` fails with INVALID_ARGUMENT.
+fn divide(args: DivideArgs) -> Result<Quotient, Error> {
+    let DivideArgs { a, b } = args;
+    info!("divide {} by {}", a, b);
+    if b == 0 {
+        return Err(Error::invalid_argument("b must not be 0"));
     }
-    match buffer_layout(len as usize) {
-        // Null (allocator out of memory) becomes 0 by the cast.
-        Some(layout) => unsafe { std::alloc::alloc(layout) as usize as i32 },
-        None => 0,
-    }
+    // The one quotient that does not fit: i64::MIN / -1.
+    let quotient =
+        a.checked_div(b).ok_or_else(|| Error::out_of_range(format!("{} / {} overflows", a, b)))?;
+    Ok(Quotient { quotient })
 }
 
-/// Free `len` bytes at `ptr` that came from `wasmtube_alloc` or that a
-/// function returned as its output. `ptr == 0` or `len == 0` is a no-op
-/// (nothing was allocated: a failed or empty allocation).
-///
-/// Safety: the host must pass back exactly a pointer and length it got from
-/// this module, once. Outputs are `Box<[u8]>`, whose layout is also
-/// `(len, 1)`, so this matches how they were allocated.
-#[no_mangle]
-pub unsafe extern "C" fn wasmtube_free(ptr: i32, len: i32) {
-    if ptr == 0 || len == 0 {
-        return;
-    }
-    if let Some(layout) = buffer_layout(addr(len)) {
-        std::alloc::dealloc(addr(ptr) as *mut u8, layout);
-    }
+/// `panic` input.
+#[derive(Deserialize)]
+struct PanicArgs {
+    #[serde(default)]
+    message: Option<String>,
 }
 
-/// Borrow the host's `len`-byte input at `ptr`. The function does not own it:
-/// the host frees it with `wasmtube_free` after the call.
-///
-/// Safety: the host guarantees it wrote `len` bytes at `ptr`.
-unsafe fn borrowed_input<'a>(ptr: i32, len: i32) -> &'a [u8] {
-    let len = addr(len);
-    if len == 0 {
-        // `wasmtube_alloc(0)` returns 0, and a slice may not start at null,
-        // even an empty one.
-        return &[];
-    }
-    addr(ptr).checked_add(len).expect("input runs past the address space");
-    core::slice::from_raw_parts(addr(ptr) as *const u8, len)
-}
-
-/// Hand `bytes` to the host as `(ptr << 32) | len`. The Vec becomes a
-/// `Box<[u8]>` first: that drops any spare capacity, so the allocation is
-/// exactly `len` bytes with alignment 1 and `wasmtube_free(ptr, len)` can
-/// release it. It is leaked here; the host owns it now.
-fn pack_output(bytes: Vec<u8>) -> i64 {
-    let len = bytes.len() as u64;
-    let ptr = Box::into_raw(bytes.into_boxed_slice()) as *mut u8 as usize as u64;
-    ((ptr << 32) | len) as i64
-}
-
-/// Serialize `value` as compact JSON and hand it to the host.
-fn json_output<T: Serialize>(value: &T) -> i64 {
-    pack_output(serde_json::to_vec(value).expect("serialize output"))
-}
-
-/// Run `seed` over the borrowed input as one JSON document, as the parser
-/// goes, and reject trailing non-whitespace like `serde_json::from_slice`
-/// does. `msg` is the panic message for bad input.
-unsafe fn parse_with<'de, S: DeserializeSeed<'de>>(
-    ptr: i32,
-    len: i32,
-    seed: S,
-    msg: &'static str,
-) -> S::Value {
-    let mut de = serde_json::Deserializer::from_slice(borrowed_input(ptr, len));
-    let result = seed.deserialize(&mut de).expect(msg);
-    de.end().expect(msg);
-    result
+/// Panics on purpose, with `message` if given: a trap (INTERNAL for the
+/// caller, the instance dropped) for the tests of traps. The kit's panic
+/// hook logs the message at error level first.
+fn panic(args: PanicArgs) -> Result<(), Error> {
+    panic!("{}", args.message.as_deref().unwrap_or("panic requested"));
 }
 
 // ---------------------------------------------------------------------------
@@ -234,7 +185,7 @@ unsafe fn parse_with<'de, S: DeserializeSeed<'de>>(
 // 10 MB of small numbers (5 million values) then needs more than 256 MiB.
 // These visitors act on each value as serde_json parses it, so memory is the
 // input plus the output. Recursion follows the parser's, which serde_json
-// limits to 128 levels of nesting (deeper input is an error, hence a trap).
+// limits to 128 levels of nesting (deeper input is an error: INVALID_ARGUMENT).
 // ---------------------------------------------------------------------------
 
 /// Copies one JSON value to `out` as compact JSON while it is parsed.
@@ -372,58 +323,28 @@ impl<'de> Visitor<'de> for Count<'_> {
 }
 
 // ---------------------------------------------------------------------------
-// Alloc ABI functions.
+// Alloc ABI functions: images. The kit has checked that `pixels` holds
+// exactly width*height*channels bytes before any of these runs.
 // ---------------------------------------------------------------------------
-
-/// Any JSON -> the same value, compact. Built to carry documents of many MB.
-#[no_mangle]
-pub unsafe extern "C" fn json_echo(ptr: i32, len: i32) -> i64 {
-    // Compact output is usually no longer than the input: reserving that much
-    // avoids the doubling reallocations (and their peak) of a growing Vec.
-    let mut out = Vec::with_capacity(addr(len));
-    parse_with(ptr, len, Echo { out: &mut out, sep: None }, "json_echo: bad input");
-    pack_output(out)
-}
-
-/// `json_stats` output.
-#[derive(Serialize)]
-struct JsonStats {
-    bytes: u64,
-    values: u64,
-    max_depth: u64,
-}
-
-/// Any JSON -> `{"bytes","values","max_depth"}`: input length, number of
-/// values counted recursively (object keys are not values), and nesting depth
-/// (scalar or empty container 1, container 1 + deepest child).
-#[no_mangle]
-pub unsafe extern "C" fn json_stats(ptr: i32, len: i32) -> i64 {
-    let mut values = 0;
-    let max_depth = parse_with(ptr, len, Count { values: &mut values }, "json_stats: bad input");
-    json_output(&JsonStats { bytes: addr(len) as u64, values, max_depth })
-}
 
 /// `image_stats` output. `mean` is `null` per channel for an empty image.
 #[derive(Serialize)]
-struct ImageStats<'a> {
+struct ImageStats {
     width: u32,
     height: u32,
     mean: [Option<f64>; 3],
-    histogram: &'a [u64],
+    // A Vec, not [u64; 256]: serde serializes arrays of at most 32 items.
+    histogram: Vec<u64>,
 }
 
-/// RGB8 pixels (`width*height*3` bytes, row-major) -> per-channel mean and a
-/// 256-bin histogram of the integer luma `(77r + 150g + 29b) >> 8`. Reads the
-/// borrowed pixels in place: no copy, so a 4K frame needs no extra memory.
-#[no_mangle]
-pub unsafe extern "C" fn image_stats(ptr: i32, len: i32, width: i32, height: i32) -> i64 {
-    let pixel_count =
-        addr(width).checked_mul(addr(height)).expect("image_stats: width*height overflows");
-    let n = pixel_count.checked_mul(3).expect("image_stats: width*height*3 overflows");
-    assert!(n == addr(len), "image_stats: len is not width*height*3");
+/// RGB8 pixels -> per-channel mean and a 256-bin histogram of the integer
+/// luma `(77r + 150g + 29b) >> 8`. Reads the borrowed pixels in place: no
+/// copy, so a 4K frame needs no extra memory.
+fn image_stats(img: ImageRef) -> Result<ImageStats, Error> {
+    let pixel_count = img.pixel_count();
     let mut sums = [0u64; 3];
-    let mut histogram = [0u64; 256];
-    for px in borrowed_input(ptr, len).chunks_exact(3) {
+    let mut histogram = vec![0u64; 256];
+    for px in img.pixels.chunks_exact(3) {
         let (r, g, b) = (px[0] as u32, px[1] as u32, px[2] as u32);
         sums[0] += r as u64;
         sums[1] += g as u64;
@@ -433,12 +354,7 @@ pub unsafe extern "C" fn image_stats(ptr: i32, len: i32, width: i32, height: i32
     }
     let mean =
         sums.map(|s| if pixel_count == 0 { None } else { Some(s as f64 / pixel_count as f64) });
-    json_output(&ImageStats {
-        width: width as u32,
-        height: height as u32,
-        mean,
-        histogram: &histogram,
-    })
+    Ok(ImageStats { width: img.width, height: img.height, mean, histogram })
 }
 
 /// `image_checksum` output.
@@ -495,13 +411,66 @@ unsafe fn lanes_sum(v: core::arch::wasm32::v128) -> u64 {
 
 /// RGB8 pixels -> the sum of all their bytes: the least work that still reads
 /// every pixel, to measure how fast images reach a guest (bench/images_grpc.py).
-#[no_mangle]
-pub unsafe extern "C" fn image_checksum(ptr: i32, len: i32, width: i32, height: i32) -> i64 {
-    let n = addr(width)
-        .checked_mul(addr(height))
-        .and_then(|pixels| pixels.checked_mul(3))
-        .expect("image_checksum: width*height*3 overflows");
-    assert!(n == addr(len), "image_checksum: len is not width*height*3");
-    let sum = byte_sum(borrowed_input(ptr, len));
-    json_output(&ImageChecksum { width: width as u32, height: height as u32, sum })
+fn image_checksum(img: ImageRef) -> Result<ImageChecksum, Error> {
+    // Safety: byte_sum only needs simd128, which wasmtime always supports; an
+    // engine without it would refuse to load the module, not run it.
+    let sum = unsafe { byte_sum(img.pixels) };
+    Ok(ImageChecksum { width: img.width, height: img.height, sum })
+}
+
+/// Any format -> GRAY8 of the same size: `(77r + 150g + 29b + 128) >> 8`
+/// (rounded; alpha ignored), or the pixels unchanged if they are GRAY8.
+fn grayscale(img: ImageRef) -> Result<Image, Error> {
+    let gray = match img.format {
+        PixelFormat::Gray8 => img.pixels.to_vec(),
+        PixelFormat::Rgb8 | PixelFormat::Rgba8 => img
+            .pixels
+            .chunks_exact(img.channels())
+            .map(|px| {
+                let (r, g, b) = (px[0] as u32, px[1] as u32, px[2] as u32);
+                // At most (256 * 255 + 128) >> 8 = 255: always fits a u8.
+                ((77 * r + 150 * g + 29 * b + 128) >> 8) as u8
+            })
+            .collect(),
+    };
+    Image::new(gray, img.width, img.height, PixelFormat::Gray8)
+}
+
+/// RGB8 -> RGB8: a 3x3 box blur per channel, edges clamped (a pixel outside
+/// the image is its nearest edge pixel), `out = (sum of 9 samples + 4) / 9`.
+///
+/// Separable: each row's horizontal 3-sums are computed once and kept in a
+/// ring of three rows, so memory is the output plus three rows of u16
+/// (9 * 255 + 4 = 2,299 fits).
+fn box_blur(img: ImageRef) -> Result<Image, Error> {
+    let (width, height) = (img.width as usize, img.height as usize);
+    let stride = width * 3;
+    let mut out = vec![0u8; img.pixels.len()];
+    if width > 0 && height > 0 {
+        let row_sums = |y: usize, sums: &mut [u16]| {
+            let row = &img.pixels[y * stride..(y + 1) * stride];
+            for x in 0..width {
+                let (left, right) = (x.saturating_sub(1), (x + 1).min(width - 1));
+                for c in 0..3 {
+                    sums[x * 3 + c] = row[left * 3 + c] as u16
+                        + row[x * 3 + c] as u16
+                        + row[right * 3 + c] as u16;
+                }
+            }
+        };
+        let (mut above, mut middle, mut below) =
+            (vec![0u16; stride], vec![0u16; stride], vec![0u16; stride]);
+        row_sums(0, &mut middle);
+        above.copy_from_slice(&middle); // row -1 clamps to row 0
+        for (y, out_row) in out.chunks_exact_mut(stride).enumerate() {
+            row_sums((y + 1).min(height - 1), &mut below);
+            for (i, value) in out_row.iter_mut().enumerate() {
+                *value = ((above[i] + middle[i] + below[i] + 4) / 9) as u8;
+            }
+            // Move the window down a row: above <- middle <- below.
+            std::mem::swap(&mut above, &mut middle);
+            std::mem::swap(&mut middle, &mut below);
+        }
+    }
+    Image::new(out, img.width, img.height, PixelFormat::Rgb8)
 }
