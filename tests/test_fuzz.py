@@ -30,6 +30,11 @@ FUNCTIONS = [
     "hello",
     "image_size",
     "image_stats",
+    "image_checksum",
+    "grayscale",
+    "box_blur",
+    "show_config",
+    "divide",
     "json_echo",
     "json_stats",
     "get",
@@ -57,6 +62,7 @@ images = st.builds(
     data=st.binary(max_size=400),
     width=st.one_of(st.integers(0, 12), st.sampled_from([65536, 2**32 - 1])),
     height=st.one_of(st.integers(0, 12), st.sampled_from([65536, 2**32 - 1])),
+    format=st.integers(0, 5),
 )
 requests = st.builds(
     lambda module, function, json_text, image, use_image: pb.CallRequest(
@@ -109,3 +115,29 @@ def test_random_requests_get_defined_statuses(
         n: (m.sha256, m.generation) for n, m in before.items()
     }
     assert set(after) == {"wasm_test", "m"}
+
+
+def _as_stream_message(request: pb.CallRequest) -> pb.CallStreamRequest:
+    message = pb.CallStreamRequest()
+    message.ParseFromString(request.SerializeToString())  # the same field numbers
+    return message
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(stream=st.lists(requests, min_size=0, max_size=6))
+def test_random_streams_get_defined_statuses(
+    fuzz_daemon: RunningDaemon, stream: list[pb.CallRequest]
+) -> None:
+    messages = [_as_stream_message(request) for request in stream]
+    answered = 0
+    try:
+        for _ in fuzz_daemon.stub.CallStream(iter(messages), timeout=20):
+            answered += 1
+        code = grpc.StatusCode.OK
+    except grpc.RpcError as e:
+        code = e.code()
+        assert e.details().startswith(f"message {answered} of the stream: ")
+    assert code in DEFINED
+    assert answered <= len(messages)
+    assert set(fuzz_daemon.modules()) == {"wasm_test", "m"}
+    assert fuzz_daemon.metric("wasmtube_streams_open") == 0

@@ -350,6 +350,18 @@ def test_async_client_has_the_clients_surface(guest_daemon: RunningDaemon) -> No
                 *(client.call("wasm_test", "echo", {"args": str(i)}) for i in range(50))
             )
             assert [r["args"] for r in results] == [str(i) for i in range(50)]
+            gray = await client.call_image("wasm_test", "grayscale", np.full((2, 3), 9, np.uint8))
+            assert gray.tolist() == [[9, 9, 9], [9, 9, 9]]
+            frames = [np.full((2, 2, 3), v, np.uint8) for v in (0, 255)]
+            streamed = [
+                g.tolist() async for g in client.call_stream("wasm_test", "grayscale", frames)
+            ]
+            assert streamed == [[[0, 0], [0, 0]], [[255, 255], [255, 255]]]
+            with pytest.raises(wasmtube.InvalidArgument, match="message 1 of the stream"):
+                async for _ in client.call_stream(
+                    "wasm_test", "divide", [{"a": 1, "b": 1}, {"a": 1, "b": 0}]
+                ):
+                    pass
 
     asyncio.run(main())
     public = {n for n in dir(wasmtube.Client) if not n.startswith("_")}
