@@ -6,7 +6,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -20,7 +20,7 @@ from .errors import GuestError, GuestTrap, InvalidArgument, WasmtubeError
 from .gate import CallGate
 from .metrics import UNKNOWN_LABEL, Metrics
 from .registry import LoadedModule, ModuleRegistry, ModuleStatus
-from .sandbox import ExportedFunction, GuestInstance, ImageOutput, Output, PixelFormat
+from .sandbox import ExportedFunction, GuestInstance, Output, PixelFormat
 
 __all__ = ["SERVICE", "Undecodable", "WasmtubeService", "add_to_server"]
 
@@ -98,9 +98,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
                 output = self._caller.call(request, module, function, deadline, call_id)
             finally:
                 self._gate.leave()
-            response = pb.CallResponse(module_sha256=module.sha256, generation=module.generation)
-            _set_output(response, output)
-            return response
+            return _respond(pb.CallResponse, output, module)
         except Exception as e:
             code = _status_of(e)
             self._refuse(context, e, code, module_label, function_label)
@@ -157,11 +155,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             except WasmtubeError:
                 stream.instance_usable = False
                 raise
-            response = pb.CallStreamResponse(
-                module_sha256=module.sha256, generation=module.generation
-            )
-            _set_output(response, output)
-            return response
+            return _respond(pb.CallStreamResponse, output, module)
         except Exception as e:
             code = _status_of(e)
             if not isinstance(e, WasmtubeError):
@@ -316,15 +310,23 @@ def _status_of(error: Exception) -> grpc.StatusCode:
     return error.status_code() if isinstance(error, WasmtubeError) else grpc.StatusCode.INTERNAL
 
 
-def _set_output(response: pb.CallResponse | pb.CallStreamResponse, output: Output) -> None:
-    if isinstance(output, ImageOutput):
-        image = response.image
-        image.data = output.data
-        image.width = output.width
-        image.height = output.height
-        image.format = _WIRE_FORMATS[output.format]
-    else:
-        response.json = output
+_Response = TypeVar("_Response", pb.CallResponse, pb.CallStreamResponse)
+
+
+def _respond(kind: type[_Response], output: Output, module: LoadedModule) -> _Response:
+    """The response carrying `output` and the version that made it."""
+    if isinstance(output, str):
+        # One constructor call: the common case, on every JSON call.
+        return kind(json=output, module_sha256=module.sha256, generation=module.generation)
+    response = kind(module_sha256=module.sha256, generation=module.generation)
+    # Filled in place: an Image passed to the constructor would be copied,
+    # pixels and all.
+    image = response.image
+    image.data = output.data
+    image.width = output.width
+    image.height = output.height
+    image.format = _WIRE_FORMATS[output.format]
+    return response
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
