@@ -204,3 +204,16 @@ def test_a_module_may_shorten_its_call_timeout(
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     # Stopped by the module's 0.2 s, not the daemon's 5 s.
     assert "ran past its 0.2 s deadline" in info.value.details()
+
+
+def test_a_memory_cap_below_the_modules_initial_memory_is_refused(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path
+) -> None:
+    deploy(modules_dir, "big", wat('(module (memory (export "memory") 3))'))
+    write_settings(modules_dir, "big", 'max_memory = "128KiB"\n')
+    daemon = start_daemon(modules_dir)
+    assert (
+        "max_memory = 131072 bytes in big.toml is less than the 196608 bytes the module's "
+        "memory starts with" in daemon.modules()["big"].last_error
+    )
+    assert daemon.metric("wasmtube_module_load_failures_total", module="big", reason="settings")

@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 
 from .config import Config
-from .errors import ModuleLoadError, ModuleNotFound, StillLoading
+from .errors import ModuleLoadError, ModuleNotFound, SettingsError, StillLoading
 from .limiter import ConcurrencyLimiter
 from .metrics import Metrics
 from .sandbox import CompiledModule, InstancePolicy, InstancePool, Runtime, compile_module
@@ -153,6 +153,11 @@ class ModuleRegistry:
                 compiled = current.compiled
             else:
                 compiled = compile_module(self._runtime, wasm, sha256)
+            if compiled.initial_memory > settings.max_memory and settings.file_sha256:
+                raise SettingsError(
+                    f"max_memory = {settings.max_memory} bytes in {name}.toml is less than "
+                    f"the {compiled.initial_memory} bytes the module's memory starts with"
+                )
             pool = InstancePool(
                 compiled,
                 self._runtime,

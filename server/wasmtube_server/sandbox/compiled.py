@@ -23,6 +23,7 @@ __all__ = ["CompiledModule", "ExportedFunction", "compile_module", "first_line"]
 
 WASM_MAGIC = b"\0asm"
 MEMORY_EXPORT = "memory"
+WASM_PAGE = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ class CompiledModule:
     # (i32 parameter count, result type "" | "i32" | "i64") of every export
     # the host calls: callable functions and the alloc ABI's helpers.
     call_shapes: dict[str, tuple[int, str]]
+    # The size its linear memory starts at, which no memory cap may be below.
+    initial_memory: int = 0
 
     @property
     def callable_functions(self) -> list[ExportedFunction]:
@@ -136,7 +139,10 @@ def compile_module(runtime: Runtime, wasm: bytes, sha256: str) -> CompiledModule
         instance_pre = runtime.linker.instantiate_pre(module)
     except wasmtime.WasmtimeError as e:
         raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}", "instantiate") from e
-    return CompiledModule(module, instance_pre, functions, call_shapes)
+    memory = exports[MEMORY_EXPORT]
+    assert isinstance(memory, wasmtime.MemoryType)
+    initial_memory = memory.limits.min * WASM_PAGE
+    return CompiledModule(module, instance_pre, functions, call_shapes, initial_memory)
 
 
 _FREE_SIGNATURE = "(i32, i32) -> ()"
