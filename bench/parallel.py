@@ -30,6 +30,7 @@ from pathlib import Path
 
 import wasmtime
 from _daemon import daemon
+from _modules import plain_instance
 from _suite import Row, Target, print_table, write_json
 
 from wasmtube.v1 import wasmtube_pb2 as pb
@@ -45,7 +46,7 @@ class Guest:
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module, request: bytes) -> None:
         self.store = wasmtime.Store(engine)
-        exports = wasmtime.Instance(self.store, module, []).exports(self.store)
+        exports = plain_instance(self.store, module).exports(self.store)
         memory, busy = exports["memory"], exports["busy"]
         assert isinstance(memory, wasmtime.Memory) and isinstance(busy, wasmtime.Func)
         self.memory, self.busy, self.request = memory, busy, request

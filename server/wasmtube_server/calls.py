@@ -84,15 +84,17 @@ class Caller:
         function: ExportedFunction,
         deadline: float,
         call_id: int,
+        pixels: memoryview | None = None,
     ) -> Output:
         """Run the call on an instance from the module's pool and return the
         guest's output.
 
         `deadline` is the time.monotonic() by which it must end, unless the
         module's settings give it less time; `call_id` labels the lines the
-        guest logs.
+        guest logs; `pixels`, if given, are the image's data, left out of
+        `request` by the deserializer (wire.py).
         """
-        payload = _payload(request, function)
+        payload = _payload(request, function, pixels)
         deadline = min(deadline, time.monotonic() + module.settings.call_timeout)
         limiter = module.limiter
         limiter.enter(deadline)
@@ -121,13 +123,14 @@ class Caller:
         function: ExportedFunction,
         deadline: float,
         call_id: int,
+        pixels: memoryview | None = None,
     ) -> Output:
         """Run the call on an instance the caller holds, such as a stream's.
 
         The instance is the caller's to give back or drop; the module's
         limiter still bounds how many calls run at once.
         """
-        payload = _payload(request, function)
+        payload = _payload(request, function, pixels)
         deadline = min(deadline, time.monotonic() + module.settings.call_timeout)
         limiter = module.limiter
         limiter.enter(deadline)
@@ -155,12 +158,14 @@ class Caller:
         return output
 
 
-def _payload(request: Request, function: ExportedFunction) -> Payload:
+def _payload(
+    request: Request, function: ExportedFunction, pixels: memoryview | None = None
+) -> Payload:
     kind = request.WhichOneof("input")
     if kind == "json" and not function.takes_image:
         return _json(request.json)
     if kind == "image" and function.takes_image:
-        return _image(request.image, function)
+        return _image(request.image, function, pixels)
     if kind is None:
         wanted = "image" if function.takes_image else "json (for example '{}')"
         raise InvalidArgument(f"the request has no input: set CallRequest.{wanted}")
@@ -185,7 +190,7 @@ def _json(text: str) -> bytes:
     return text.encode("utf-8")
 
 
-def _image(image: pb.Image, function: ExportedFunction) -> ImageInput:
+def _image(image: pb.Image, function: ExportedFunction, pixels: memoryview | None) -> ImageInput:
     format = _FORMATS.get(image.format)
     if format is None:
         raise InvalidArgument(
@@ -197,8 +202,9 @@ def _image(image: pb.Image, function: ExportedFunction) -> ImageInput:
             f"not {format.name}: convert the image, or give the function a fifth i32 "
             f"parameter, the pixel format, to take any format"
         )
-    # Each read of a bytes field copies it out of the message: read it once.
-    data = image.data
+    # Each read of a bytes field copies it out of the message: read it once,
+    # if the deserializer did not leave the pixels in the request's bytes.
+    data = image.data if pixels is None else pixels
     width, height, size = image.width, image.height, len(data)
     if width == 0 or height == 0:
         raise InvalidArgument(f"image is {width}x{height}: width and height must both be > 0")

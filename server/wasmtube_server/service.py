@@ -21,6 +21,7 @@ from .gate import CallGate
 from .metrics import UNKNOWN_LABEL, Metrics
 from .registry import LoadedModule, ModuleRegistry, ModuleStatus
 from .sandbox import ExportedFunction, GuestInstance, Output, PixelFormat
+from .wire import ZERO_COPY_MIN_BYTES, WithPixels, split_pixels
 
 __all__ = ["SERVICE", "Undecodable", "WasmtubeService", "add_to_server"]
 
@@ -52,6 +53,26 @@ def _undecodable_message(method: str, request: Undecodable) -> str:
     )
 
 
+def _call_deserializer(
+    kind: type[pb.CallRequest] | type[pb.CallStreamRequest],
+) -> Callable[[bytes], Any]:
+    """Parse a Call or CallStream message leniently; a large one with an image
+    becomes WithPixels, its pixels left in place (wire.py)."""
+    parse = _lenient(kind.FromString)
+
+    def deserialize(data: bytes) -> Any:
+        if len(data) >= ZERO_COPY_MIN_BYTES:
+            try:
+                split = split_pixels(kind, data)
+            except DecodeError as e:
+                return Undecodable(e)
+            if split is not None:
+                return split
+        return parse(data)
+
+    return deserialize
+
+
 def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     def lenient_parse(data: bytes) -> Any:
         try:
@@ -79,8 +100,11 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
         # Ids that tie a call's debug log line to the lines its guest logged.
         self._call_ids = itertools.count(1)
 
-    def Call(self, request: pb.CallRequest, context: grpc.ServicerContext) -> pb.CallResponse:
+    def Call(self, request: Any, context: grpc.ServicerContext) -> pb.CallResponse:
         started = time.perf_counter()
+        pixels = None
+        if request.__class__ is WithPixels:
+            request, pixels = request.request, request.pixels
         deadline = time.monotonic() + self._budget(context)
         call_id = next(self._call_ids)
         # Labels stay "_unknown" until the names are known to exist.
@@ -95,7 +119,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             function_label = function.name
             self._gate.enter()
             try:
-                output = self._caller.call(request, module, function, deadline, call_id)
+                output = self._caller.call(request, module, function, deadline, call_id, pixels)
             finally:
                 self._gate.leave()
             return _respond(pb.CallResponse, output, module)
@@ -138,6 +162,9 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
         call_id = next(self._call_ids)
         module_label = function_label = UNKNOWN_LABEL
         code = grpc.StatusCode.OK
+        pixels = None
+        if request.__class__ is WithPixels:
+            request, pixels = request.request, request.pixels
         try:
             if isinstance(request, Undecodable):
                 raise InvalidArgument(_undecodable_message("CallStream", request))
@@ -147,7 +174,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
                 stream.instance = module.pool.take()
             try:
                 output = self._caller.call_on(
-                    stream.instance, request, module, function, deadline, call_id
+                    stream.instance, request, module, function, deadline, call_id, pixels
                 )
             except GuestError as e:
                 stream.instance_usable = e.instance_usable
@@ -262,12 +289,12 @@ def add_to_server(service: WasmtubeService, server: grpc.Server) -> None:
     handlers = {
         "Call": grpc.unary_unary_rpc_method_handler(
             service.Call,
-            request_deserializer=_lenient(pb.CallRequest.FromString),
+            request_deserializer=_call_deserializer(pb.CallRequest),
             response_serializer=pb.CallResponse.SerializeToString,
         ),
         "CallStream": grpc.stream_stream_rpc_method_handler(
             service.CallStream,
-            request_deserializer=_lenient(pb.CallStreamRequest.FromString),
+            request_deserializer=_call_deserializer(pb.CallStreamRequest),
             response_serializer=pb.CallStreamResponse.SerializeToString,
         ),
         "ListModules": grpc.unary_unary_rpc_method_handler(

@@ -31,7 +31,12 @@ class ImageInput:
     __slots__ = ("arguments", "data", "format", "height", "width")
 
     def __init__(
-        self, data: bytes, width: int, height: int, format: PixelFormat, takes_format: bool
+        self,
+        data: bytes | memoryview,
+        width: int,
+        height: int,
+        format: PixelFormat,
+        takes_format: bool,
     ) -> None:
         self.data = data
         self.width = width
@@ -57,7 +62,7 @@ Payload = bytes | ImageInput
 Output = str | ImageOutput
 
 
-def unpack(payload: Payload) -> tuple[bytes, tuple[int, ...]]:
+def unpack(payload: Payload) -> tuple[bytes | memoryview, tuple[int, ...]]:
     """The bytes to write into the guest, and the arguments after (ptr, len)."""
     if isinstance(payload, ImageInput):
         return payload.data, payload.arguments

@@ -55,7 +55,7 @@ class LinearMemory:
         end = offset + length
         return end <= self.size or end <= self.current_size()
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         """Copy `data` to `offset`."""
         if not self.fits(offset, len(data)):
             raise IndexError(f"write of {len(data)} bytes at {offset} is outside linear memory")
