@@ -64,9 +64,11 @@ def check_output(result: subprocess.CompletedProcess[str]) -> None:
         ("ListModules", None),
         ("Call", "wasm_test"),
         ("Call", "wasm_test"),
+        ("Call", "wasm_test"),
+        ("CallStream", "wasm_test"),
         ("Call", "no_such_module"),
     ]
-    listing, echo, image, missing = lines
+    listing, echo, image, gray, streamed, missing = lines
 
     # ListModules: the module, its functions, uint64s as strings, enums by name.
     modules = {m["name"]: m for m in listing["modules"]}
@@ -96,6 +98,17 @@ def check_output(result: subprocess.CompletedProcess[str]) -> None:
     # Call with a 4x3 RGB8 image.
     assert image["function"] == "image_size"
     assert image["result"] == {"width": 4, "height": 3}
+    # An RGBA8 image in, a GRAY8 image back: (77+150+29)*200 + 128 >> 8 = 200.
+    assert gray["image"] == {
+        "width": 4,
+        "height": 3,
+        "format": "PIXEL_FORMAT_GRAY8",
+        "bytes": 12,
+        "first": [200, 200, 200, 200],
+    }
+    # Three frames through one stream, answered in order.
+    assert [o["image"]["first"][0] for o in streamed["outputs"]] == [0, 100, 255]
+    assert {o["image"]["format"] for o in streamed["outputs"]} == {"PIXEL_FORMAT_GRAY8"}
 
     # A missing module: NOT_FOUND, printed, and the script goes on to exit 0.
     assert "result" not in missing

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Calls the wasmtube daemon from Node.js: lists its modules, calls a JSON
-// function and an image function, and shows what a failed call looks like.
+// function and an image function, gets an image back, streams frames through
+// one CallStream, and shows what a failed call looks like.
 //
 //   npm ci && node client.js [TARGET]      # TARGET defaults to $WASMTUBE_TARGET or 127.0.0.1:50051
 //
@@ -28,7 +29,7 @@ const packageDefinition = protoLoader.loadSync('wasmtube/v1/wasmtube.proto', {
   longs: String, // uint64 (generation, size_bytes) as decimal strings: no precision loss
   enums: String, // enum values by name: "CALLING_CONVENTION_SEED_JSON"
   defaults: true, // unset scalars as their defaults ("" and "0"), unset messages as null
-  oneofs: true, // CallRequest.input says which of json / image is set
+  oneofs: true, // CallRequest.input and CallResponse.output say which of json / image is set
 });
 const { Wasmtube } = grpc.loadPackageDefinition(packageDefinition).wasmtube.v1;
 
@@ -62,19 +63,48 @@ function print(object) {
   process.stdout.write(JSON.stringify(object) + '\n');
 }
 
-/** Calls module.function with a JSON document or an image; prints and returns the parsed output. */
+/** A response's output: the parsed JSON, or a summary of the image it carries. */
+function outputOf(response) {
+  if (response.output === 'image') {
+    const { data, width, height, format } = response.image;
+    return { image: { width, height, format, bytes: data.length, first: [...data.subarray(0, 4)] } };
+  }
+  return { result: JSON.parse(response.json) };
+}
+
+/** Calls module.function with a JSON document or an image; prints and returns the output. */
 async function call(module, fn, input) {
   const response = await unary('Call', { module, function: fn, ...input });
-  const result = JSON.parse(response.json); // the guest's output is always JSON
+  const output = outputOf(response);
   print({
     rpc: 'Call',
     module,
     function: fn,
-    result,
+    ...output,
     module_sha256: response.module_sha256,
     generation: response.generation,
   });
-  return result;
+  return output;
+}
+
+/**
+ * Sends every frame over one CallStream and resolves with the outputs, in
+ * order. The daemon runs the whole stream on one warm instance; only the first
+ * message names the module and function.
+ */
+function stream(module, fn, frames) {
+  return new Promise((resolve, reject) => {
+    const deadline = new Date(Date.now() + DEADLINE_MS);
+    const call = client.CallStream({ deadline });
+    const outputs = [];
+    call.on('data', (response) => outputs.push(outputOf(response)));
+    call.on('error', reject);
+    call.on('end', () => resolve(outputs));
+    frames.forEach((image, index) => {
+      call.write(index === 0 ? { module, function: fn, image } : { image });
+    });
+    call.end();
+  });
 }
 
 async function main() {
@@ -110,7 +140,26 @@ async function main() {
   }
   await call('wasm_test', 'image_size', { image: { data: pixels, width, height } });
 
-  // 4. A call that fails on purpose: each failure is a gRPC status, here
+  // 4. An image back: an RGBA8 image in (format set), a GRAY8 image out.
+  const rgba = Buffer.alloc(width * height * 4, 200);
+  await call('wasm_test', 'grayscale', {
+    image: { data: rgba, width, height, format: 'PIXEL_FORMAT_RGBA8' },
+  });
+
+  // 5. Frames through one CallStream, answered in order.
+  const frames = [0, 100, 255].map((value) => ({
+    data: Buffer.alloc(width * height * 3, value),
+    width,
+    height,
+  }));
+  print({
+    rpc: 'CallStream',
+    module: 'wasm_test',
+    function: 'grayscale',
+    outputs: await stream('wasm_test', 'grayscale', frames),
+  });
+
+  // 6. A call that fails on purpose: each failure is a gRPC status, here
   //    NOT_FOUND. Expected errors are handled by their code; anything else
   //    propagates to the handler below.
   try {

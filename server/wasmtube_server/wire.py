@@ -38,7 +38,7 @@ class WithPixels(Generic[_Request]):
     __slots__ = ("pixels", "request")
 
     def __init__(self, request: _Request, pixels: memoryview) -> None:
-        self.request = request
+        self.request: _Request = request
         self.pixels = pixels
 
 
