@@ -55,7 +55,7 @@ def unary(stub: pb_grpc.WasmtubeStub, function: str, frames: list[pb.Image]) -> 
 
 def streamed(stub: pb_grpc.WasmtubeStub, function: str, frames: list[pb.Image]) -> float:
     """Seconds to send every frame over one CallStream and read every answer."""
-    requests = [pb.CallStreamRequest(image=f) for f in frames]
+    requests = [pb.CallRequest(image=f) for f in frames]
     requests[0].module, requests[0].function = "wasm_test", function
     start = time.perf_counter()
     answers = sum(1 for _ in stub.CallStream(iter(requests)))

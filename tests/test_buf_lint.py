@@ -67,16 +67,27 @@ def test_buf_lint_fails_on_a_broken_proto(workspace: Path) -> None:
     assert buf("lint", cwd=workspace).stdout != ""
 
 
-def test_service_suffix_is_the_only_exemption(workspace: Path) -> None:
-    # Without buf.yaml's ignore_only, STANDARD flags exactly one thing: the
-    # service name wasmtube.v1.Wasmtube (not WasmtubeService). If this fails
-    # because the service was renamed, drop the exemption from buf.yaml.
+def test_the_exemptions_cover_exactly_what_they_name(workspace: Path) -> None:
+    # Without buf.yaml's ignore_only, STANDARD flags exactly these: the
+    # service name wasmtube.v1.Wasmtube (not WasmtubeService), and CallStream
+    # carrying Call's messages (not CallStreamRequest/CallStreamResponse). If
+    # this fails because one of them changed, drop its exemption from buf.yaml.
     (workspace / "buf.yaml").write_text("version: v2\nmodules:\n  - path: proto\n")
     result = buf("lint", "--error-format=json", cwd=workspace)
     assert result.returncode != 0
-    assert [(f["path"], f["type"]) for f in lint_failures(result)] == [
-        (PROTO.as_posix(), "SERVICE_SUFFIX")
+    failures = [(f["path"], f["type"], f["message"]) for f in lint_failures(result)]
+    assert sorted((path, kind) for path, kind, _ in failures) == [
+        (PROTO.as_posix(), "RPC_REQUEST_RESPONSE_UNIQUE"),
+        (PROTO.as_posix(), "RPC_REQUEST_RESPONSE_UNIQUE"),
+        (PROTO.as_posix(), "RPC_REQUEST_RESPONSE_UNIQUE"),
+        (PROTO.as_posix(), "RPC_REQUEST_RESPONSE_UNIQUE"),
+        (PROTO.as_posix(), "RPC_REQUEST_STANDARD_NAME"),
+        (PROTO.as_posix(), "RPC_RESPONSE_STANDARD_NAME"),
+        (PROTO.as_posix(), "SERVICE_SUFFIX"),
     ]
+    # Each is about the two messages Call and CallStream share.
+    unique = [message for _, kind, message in failures if kind.startswith("RPC_")]
+    assert all("CallRequest" in m or "CallResponse" in m for m in unique), unique
 
 
 def test_service_suffix_exemption_covers_only_v1(workspace: Path) -> None:

@@ -117,18 +117,12 @@ def test_random_requests_get_defined_statuses(
     assert set(after) == {"wasm_test", "m"}
 
 
-def _as_stream_message(request: pb.CallRequest) -> pb.CallStreamRequest:
-    message = pb.CallStreamRequest()
-    message.ParseFromString(request.SerializeToString())  # the same field numbers
-    return message
-
-
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(stream=st.lists(requests, min_size=0, max_size=6))
 def test_random_streams_get_defined_statuses(
     fuzz_daemon: RunningDaemon, stream: list[pb.CallRequest]
 ) -> None:
-    messages = [_as_stream_message(request) for request in stream]
+    messages = list(stream)
     answered = 0
     try:
         for _ in fuzz_daemon.stub.CallStream(iter(messages), timeout=20):

@@ -54,13 +54,13 @@ def streamed(start_daemon: Callable[..., RunningDaemon], modules_dir: Path) -> R
     return start_daemon(modules_dir, instance_policy="fresh", call_timeout=2)
 
 
-def messages(function: str, *documents: str) -> Iterator[pb.CallStreamRequest]:
+def messages(function: str, *documents: str) -> Iterator[pb.CallRequest]:
     for index, document in enumerate(documents):
         # Only the first message needs to name the module and function.
         if index == 0:
-            yield pb.CallStreamRequest(module="streamed", function=function, json=document)
+            yield pb.CallRequest(module="streamed", function=function, json=document)
         else:
-            yield pb.CallStreamRequest(json=document)
+            yield pb.CallRequest(json=document)
 
 
 def test_responses_come_back_in_order_from_one_warm_instance(streamed: RunningDaemon) -> None:
@@ -91,9 +91,9 @@ def test_each_message_is_checked_and_the_first_bad_one_ends_the_stream(
 
 def test_a_stream_calls_one_function(streamed: RunningDaemon) -> None:
     requests = [
-        pb.CallStreamRequest(module="streamed", function="echo", json="1"),
-        pb.CallStreamRequest(module="streamed", function="echo", json="2"),
-        pb.CallStreamRequest(module="streamed", function="calls", json="3"),
+        pb.CallRequest(module="streamed", function="echo", json="1"),
+        pb.CallRequest(module="streamed", function="echo", json="2"),
+        pb.CallRequest(module="streamed", function="calls", json="3"),
     ]
     call = streamed.stub.CallStream(iter(requests))
     assert [next(call).json, next(call).json] == ["1", "2"]
@@ -105,7 +105,7 @@ def test_a_stream_calls_one_function(streamed: RunningDaemon) -> None:
 
 
 def test_the_first_message_is_checked_like_a_call(streamed: RunningDaemon) -> None:
-    requests = iter([pb.CallStreamRequest(module="nope", function="echo", json="1")])
+    requests = iter([pb.CallRequest(module="nope", function="echo", json="1")])
     with pytest.raises(grpc.RpcError) as info:
         list(streamed.stub.CallStream(requests))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
@@ -129,10 +129,10 @@ def test_a_stream_finishes_on_its_version_while_a_reload_serves_new_calls(
 ) -> None:
     go_on = threading.Event()
 
-    def requests() -> Iterator[pb.CallStreamRequest]:
-        yield pb.CallStreamRequest(module="streamed", function="calls", json="{}")
+    def requests() -> Iterator[pb.CallRequest]:
+        yield pb.CallRequest(module="streamed", function="calls", json="{}")
         go_on.wait(10)
-        yield pb.CallStreamRequest(json="{}")
+        yield pb.CallRequest(json="{}")
 
     call = streamed.stub.CallStream(requests())
     first = next(call)
@@ -171,11 +171,11 @@ def test_an_unread_stream_holds_its_sender_back(streamed: RunningDaemon) -> None
     pulled = 0
     total = 400  # 300 MiB of frames, were nothing held back
 
-    def requests() -> Iterator[pb.CallStreamRequest]:
+    def requests() -> Iterator[pb.CallRequest]:
         nonlocal pulled
         for _ in range(total):
             pulled += 1
-            yield pb.CallStreamRequest(module="streamed", function="invert", image=frame)
+            yield pb.CallRequest(module="streamed", function="invert", image=frame)
 
     call = streamed.stub.CallStream(requests())
     try:

@@ -97,15 +97,15 @@ def image_request(
     )
 
 
-def stream_request(module: str, function: str, item: Any) -> wasmtube_pb2.CallStreamRequest:
+def stream_request(module: str, function: str, item: Any) -> wasmtube_pb2.CallRequest:
     """One message of a CallStream: a numpy array or Pillow image is sent as an
     image, anything else as JSON."""
     if _is_image(item):
-        return wasmtube_pb2.CallStreamRequest(
+        return wasmtube_pb2.CallRequest(
             module=module, function=function, image=_image_message(item, None, None, None)
         )
     text = json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return wasmtube_pb2.CallStreamRequest(module=module, function=function, json=text)
+    return wasmtube_pb2.CallRequest(module=module, function=function, json=text)
 
 
 def _is_image(item: Any) -> bool:
@@ -128,7 +128,7 @@ def _image_message(
 
 
 def decode_result(
-    response: wasmtube_pb2.CallResponse | wasmtube_pb2.CallStreamResponse,
+    response: wasmtube_pb2.CallResponse,
     output: str = "numpy",
 ) -> Any:
     """A call's result: its JSON decoded, or the image it returned as `output`

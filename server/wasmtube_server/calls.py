@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TypeAlias
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 
@@ -38,10 +37,7 @@ from .sandbox import (
     call_function,
 )
 
-__all__ = ["Caller", "Request"]
-
-# A Call's request, or one message of a CallStream: the same fields.
-Request: TypeAlias = pb.CallRequest | pb.CallStreamRequest
+__all__ = ["Caller"]
 
 # The request's format (pb.PixelFormat) as the ABI numbers it; 0, unset, is RGB8.
 _FORMATS = {0: PixelFormat.RGB8, **{f.value: f for f in PixelFormat}}
@@ -52,7 +48,7 @@ class Caller:
         self._registry = registry
         self._check_output = check_output
 
-    def module(self, request: Request) -> LoadedModule:
+    def module(self, request: pb.CallRequest) -> LoadedModule:
         """The module version a request names, or why not."""
         module = self._registry.serving(request.module)
         if module is not None:
@@ -60,7 +56,7 @@ class Caller:
         check_module_name(request.module)
         return self._registry.get(request.module)
 
-    def function(self, request: Request, module: LoadedModule) -> ExportedFunction:
+    def function(self, request: pb.CallRequest, module: LoadedModule) -> ExportedFunction:
         """The callable function a request names in `module`, or why not."""
         function = module.compiled.functions.get(request.function)
         if function is not None and function.convention is not None:
@@ -79,7 +75,7 @@ class Caller:
 
     def call(
         self,
-        request: Request,
+        request: pb.CallRequest,
         module: LoadedModule,
         function: ExportedFunction,
         deadline: float,
@@ -118,7 +114,7 @@ class Caller:
     def call_on(
         self,
         instance: GuestInstance,
-        request: Request,
+        request: pb.CallRequest,
         module: LoadedModule,
         function: ExportedFunction,
         deadline: float,
@@ -159,7 +155,7 @@ class Caller:
 
 
 def _payload(
-    request: Request, function: ExportedFunction, pixels: memoryview | None = None
+    request: pb.CallRequest, function: ExportedFunction, pixels: memoryview | None = None
 ) -> Payload:
     kind = request.WhichOneof("input")
     if kind == "json" and not function.takes_image:

@@ -6,7 +6,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 
-from .calls import Caller, Request
+from .calls import Caller
 from .errors import GuestError, GuestTrap, InvalidArgument, WasmtubeError
 from .gate import CallGate
 from .metrics import UNKNOWN_LABEL, Metrics
@@ -53,17 +53,15 @@ def _undecodable_message(method: str, request: Undecodable) -> str:
     )
 
 
-def _call_deserializer(
-    kind: type[pb.CallRequest] | type[pb.CallStreamRequest],
-) -> Callable[[bytes], Any]:
-    """Parse a Call or CallStream message leniently; a large one with an image
-    becomes WithPixels, its pixels left in place (wire.py)."""
-    parse = _lenient(kind.FromString)
+def _call_deserializer() -> Callable[[bytes], Any]:
+    """Parse a CallRequest leniently; a large one with an image becomes
+    WithPixels, its pixels left in place (wire.py)."""
+    parse = _lenient(pb.CallRequest.FromString)
 
     def deserialize(data: bytes) -> Any:
         if len(data) >= ZERO_COPY_MIN_BYTES:
             try:
-                split = split_pixels(kind, data)
+                split = split_pixels(data)
             except DecodeError as e:
                 return Undecodable(e)
             if split is not None:
@@ -122,7 +120,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
                 output = self._caller.call(request, module, function, deadline, call_id, pixels)
             finally:
                 self._gate.leave()
-            return _respond(pb.CallResponse, output, module)
+            return _respond(output, module)
         except Exception as e:
             code = _status_of(e)
             self._refuse(context, e, code, module_label, function_label)
@@ -131,7 +129,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
 
     def CallStream(
         self, requests: Iterator[Any], context: grpc.ServicerContext
-    ) -> Iterator[pb.CallStreamResponse]:
+    ) -> Iterator[pb.CallResponse]:
         """One call per request message, all on one instance held for the stream.
 
         The stream is bound to the module version and function of its first
@@ -156,7 +154,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
 
     def _stream_call(
         self, stream: _Stream, index: int, request: Any, context: grpc.ServicerContext
-    ) -> pb.CallStreamResponse:
+    ) -> pb.CallResponse:
         started = time.perf_counter()
         deadline = time.monotonic() + self._budget(context)
         call_id = next(self._call_ids)
@@ -182,7 +180,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             except WasmtubeError:
                 stream.instance_usable = False
                 raise
-            return _respond(pb.CallStreamResponse, output, module)
+            return _respond(output, module)
         except Exception as e:
             code = _status_of(e)
             if not isinstance(e, WasmtubeError):
@@ -193,7 +191,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             self._finished(request, module_label, function_label, code, started, call_id)
 
     def _stream_target(
-        self, stream: _Stream, index: int, request: pb.CallStreamRequest
+        self, stream: _Stream, index: int, request: pb.CallRequest
     ) -> tuple[LoadedModule, ExportedFunction]:
         """The module version and function of the stream; the first message sets them."""
         if stream.module is None or stream.function is None:
@@ -232,7 +230,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
 
     def _finished(
         self,
-        request: Request | Undecodable,
+        request: pb.CallRequest | Undecodable,
         module: str,
         function: str,
         code: grpc.StatusCode,
@@ -289,13 +287,13 @@ def add_to_server(service: WasmtubeService, server: grpc.Server) -> None:
     handlers = {
         "Call": grpc.unary_unary_rpc_method_handler(
             service.Call,
-            request_deserializer=_call_deserializer(pb.CallRequest),
+            request_deserializer=_call_deserializer(),
             response_serializer=pb.CallResponse.SerializeToString,
         ),
         "CallStream": grpc.stream_stream_rpc_method_handler(
             service.CallStream,
-            request_deserializer=_call_deserializer(pb.CallStreamRequest),
-            response_serializer=pb.CallStreamResponse.SerializeToString,
+            request_deserializer=_call_deserializer(),
+            response_serializer=pb.CallResponse.SerializeToString,
         ),
         "ListModules": grpc.unary_unary_rpc_method_handler(
             service.ListModules,
@@ -337,15 +335,14 @@ def _status_of(error: Exception) -> grpc.StatusCode:
     return error.status_code() if isinstance(error, WasmtubeError) else grpc.StatusCode.INTERNAL
 
 
-_Response = TypeVar("_Response", pb.CallResponse, pb.CallStreamResponse)
-
-
-def _respond(kind: type[_Response], output: Output, module: LoadedModule) -> _Response:
+def _respond(output: Output, module: LoadedModule) -> pb.CallResponse:
     """The response carrying `output` and the version that made it."""
     if isinstance(output, str):
         # One constructor call: the common case, on every JSON call.
-        return kind(json=output, module_sha256=module.sha256, generation=module.generation)
-    response = kind(module_sha256=module.sha256, generation=module.generation)
+        return pb.CallResponse(
+            json=output, module_sha256=module.sha256, generation=module.generation
+        )
+    response = pb.CallResponse(module_sha256=module.sha256, generation=module.generation)
     # Filled in place: an Image passed to the constructor would be copied,
     # pixels and all.
     image = response.image

@@ -16,8 +16,6 @@ is not one.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
-
 from wasmtube.v1 import wasmtube_pb2 as pb
 
 __all__ = ["ZERO_COPY_MIN_BYTES", "WithPixels", "split_pixels"]
@@ -25,26 +23,24 @@ __all__ = ["ZERO_COPY_MIN_BYTES", "WithPixels", "split_pixels"]
 # Below this a request is parsed as usual: its copies cost less than the scan.
 ZERO_COPY_MIN_BYTES = 256 * 1024
 
-# Field numbers, shared by CallRequest and CallStreamRequest.
+# CallRequest's field numbers: json, image, and the image's data.
 _JSON, _IMAGE, _DATA = 3, 4, 1
 _LENGTH_DELIMITED = 2
 
-_Request = TypeVar("_Request", pb.CallRequest, pb.CallStreamRequest)
 
-
-class WithPixels(Generic[_Request]):
+class WithPixels:
     """A request whose image data is left out, and a view of those pixels."""
 
     __slots__ = ("pixels", "request")
 
-    def __init__(self, request: _Request, pixels: memoryview) -> None:
-        self.request: _Request = request
+    def __init__(self, request: pb.CallRequest, pixels: memoryview) -> None:
+        self.request = request
         self.pixels = pixels
 
 
-def split_pixels(kind: type[_Request], raw: bytes) -> WithPixels[_Request] | None:
-    """`raw` parsed as `kind` with its pixels as a view into `raw`; None if the
-    request carries no image or is not laid out the plain way."""
+def split_pixels(raw: bytes) -> WithPixels | None:
+    """`raw` parsed as a CallRequest with its pixels as a view into `raw`; None
+    if the request carries no image or is not laid out the plain way."""
     image = _only_field(raw, 0, len(raw), _IMAGE, forbidden=_JSON)
     if image is None:
         return None
@@ -55,7 +51,7 @@ def split_pixels(kind: type[_Request], raw: bytes) -> WithPixels[_Request] | Non
     data_tag, data_start, data_end = data
     view = memoryview(raw)
     # Everything but the image, and the image but its pixels: small copies.
-    request = kind.FromString(view[:image_tag].tobytes() + view[image_end:].tobytes())
+    request = pb.CallRequest.FromString(view[:image_tag].tobytes() + view[image_end:].tobytes())
     request.image.MergeFromString(
         view[image_start:data_tag].tobytes() + view[data_end:image_end].tobytes()
     )

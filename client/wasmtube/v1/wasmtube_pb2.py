@@ -25,37 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1awasmtube/v1/wasmtube.proto\x12\x0bwasmtube.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12(\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x18.wasmtube.v1.PixelFormat\"m\n\x0b\x43\x61llRequest\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x0e\n\x04json\x18\x03 \x01(\tH\x00\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x12.wasmtube.v1.ImageH\x00\x42\x07\n\x05input\"x\n\x0c\x43\x61llResponse\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x12.wasmtube.v1.ImageH\x00\x12\x15\n\rmodule_sha256\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x42\x08\n\x06output\"s\n\x11\x43\x61llStreamRequest\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x0e\n\x04json\x18\x03 \x01(\tH\x00\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x12.wasmtube.v1.ImageH\x00\x42\x07\n\x05input\"~\n\x12\x43\x61llStreamResponse\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x12.wasmtube.v1.ImageH\x00\x12\x15\n\rmodule_sha256\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x42\x08\n\x06output\"\x14\n\x12ListModulesRequest\"?\n\x13ListModulesResponse\x12(\n\x07modules\x18\x01 \x03(\x0b\x32\x17.wasmtube.v1.ModuleInfo\"\x9c\x01\n\x0c\x46unctionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x12\x63\x61lling_convention\x18\x02 \x01(\x0e\x32\x1e.wasmtube.v1.CallingConvention\x12\x11\n\tsignature\x18\x03 \x01(\t\x12/\n\rimage_formats\x18\x04 \x03(\x0e\x32\x18.wasmtube.v1.PixelFormat\"\xa0\x01\n\x0eModuleSettings\x12\x13\n\x0bseed_offset\x18\x01 \x01(\r\x12\x17\n\x0finstance_policy\x18\x02 \x01(\t\x12\x1c\n\x14\x63\x61ll_timeout_seconds\x18\x03 \x01(\x01\x12\x18\n\x10max_memory_bytes\x18\x04 \x01(\x04\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\x12\x13\n\x0b\x66ile_sha256\x18\x06 \x01(\t\"\xa5\x02\n\nModuleInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12-\n\tloaded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tfunctions\x18\x05 \x03(\x0b\x32\x19.wasmtube.v1.FunctionInfo\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x08 \x01(\x04\x12-\n\x08settings\x18\t \x01(\x0b\x32\x1b.wasmtube.v1.ModuleSettings*r\n\x0bPixelFormat\x12\x1c\n\x18PIXEL_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11PIXEL_FORMAT_RGB8\x10\x01\x12\x16\n\x12PIXEL_FORMAT_RGBA8\x10\x02\x12\x16\n\x12PIXEL_FORMAT_GRAY8\x10\x03*\xc3\x01\n\x11\x43\x61llingConvention\x12\"\n\x1e\x43\x41LLING_CONVENTION_UNSPECIFIED\x10\x00\x12 \n\x1c\x43\x41LLING_CONVENTION_SEED_JSON\x10\x01\x12!\n\x1d\x43\x41LLING_CONVENTION_SEED_IMAGE\x10\x02\x12!\n\x1d\x43\x41LLING_CONVENTION_ALLOC_JSON\x10\x03\x12\"\n\x1e\x43\x41LLING_CONVENTION_ALLOC_IMAGE\x10\x04\x32\xec\x01\n\x08Wasmtube\x12;\n\x04\x43\x61ll\x12\x18.wasmtube.v1.CallRequest\x1a\x19.wasmtube.v1.CallResponse\x12Q\n\nCallStream\x12\x1e.wasmtube.v1.CallStreamRequest\x1a\x1f.wasmtube.v1.CallStreamResponse(\x01\x30\x01\x12P\n\x0bListModules\x12\x1f.wasmtube.v1.ListModulesRequest\x1a .wasmtube.v1.ListModulesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1awasmtube/v1/wasmtube.proto\x12\x0bwasmtube.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12(\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x18.wasmtube.v1.PixelFormat\"m\n\x0b\x43\x61llRequest\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x0e\n\x04json\x18\x03 \x01(\tH\x00\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x12.wasmtube.v1.ImageH\x00\x42\x07\n\x05input\"x\n\x0c\x43\x61llResponse\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x12.wasmtube.v1.ImageH\x00\x12\x15\n\rmodule_sha256\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x42\x08\n\x06output\"\x14\n\x12ListModulesRequest\"?\n\x13ListModulesResponse\x12(\n\x07modules\x18\x01 \x03(\x0b\x32\x17.wasmtube.v1.ModuleInfo\"\x9c\x01\n\x0c\x46unctionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x12\x63\x61lling_convention\x18\x02 \x01(\x0e\x32\x1e.wasmtube.v1.CallingConvention\x12\x11\n\tsignature\x18\x03 \x01(\t\x12/\n\rimage_formats\x18\x04 \x03(\x0e\x32\x18.wasmtube.v1.PixelFormat\"\xa0\x01\n\x0eModuleSettings\x12\x13\n\x0bseed_offset\x18\x01 \x01(\r\x12\x17\n\x0finstance_policy\x18\x02 \x01(\t\x12\x1c\n\x14\x63\x61ll_timeout_seconds\x18\x03 \x01(\x01\x12\x18\n\x10max_memory_bytes\x18\x04 \x01(\x04\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\x12\x13\n\x0b\x66ile_sha256\x18\x06 \x01(\t\"\xa5\x02\n\nModuleInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12-\n\tloaded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tfunctions\x18\x05 \x03(\x0b\x32\x19.wasmtube.v1.FunctionInfo\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x08 \x01(\x04\x12-\n\x08settings\x18\t \x01(\x0b\x32\x1b.wasmtube.v1.ModuleSettings*r\n\x0bPixelFormat\x12\x1c\n\x18PIXEL_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11PIXEL_FORMAT_RGB8\x10\x01\x12\x16\n\x12PIXEL_FORMAT_RGBA8\x10\x02\x12\x16\n\x12PIXEL_FORMAT_GRAY8\x10\x03*\xc3\x01\n\x11\x43\x61llingConvention\x12\"\n\x1e\x43\x41LLING_CONVENTION_UNSPECIFIED\x10\x00\x12 \n\x1c\x43\x41LLING_CONVENTION_SEED_JSON\x10\x01\x12!\n\x1d\x43\x41LLING_CONVENTION_SEED_IMAGE\x10\x02\x12!\n\x1d\x43\x41LLING_CONVENTION_ALLOC_JSON\x10\x03\x12\"\n\x1e\x43\x41LLING_CONVENTION_ALLOC_IMAGE\x10\x04\x32\xe0\x01\n\x08Wasmtube\x12;\n\x04\x43\x61ll\x12\x18.wasmtube.v1.CallRequest\x1a\x19.wasmtube.v1.CallResponse\x12\x45\n\nCallStream\x12\x18.wasmtube.v1.CallRequest\x1a\x19.wasmtube.v1.CallResponse(\x01\x30\x01\x12P\n\x0bListModules\x12\x1f.wasmtube.v1.ListModulesRequest\x1a .wasmtube.v1.ListModulesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wasmtube.v1.wasmtube_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PIXELFORMAT']._serialized_start=1355
-  _globals['_PIXELFORMAT']._serialized_end=1469
-  _globals['_CALLINGCONVENTION']._serialized_start=1472
-  _globals['_CALLINGCONVENTION']._serialized_end=1667
+  _globals['_PIXELFORMAT']._serialized_start=1110
+  _globals['_PIXELFORMAT']._serialized_end=1224
+  _globals['_CALLINGCONVENTION']._serialized_start=1227
+  _globals['_CALLINGCONVENTION']._serialized_end=1422
   _globals['_IMAGE']._serialized_start=76
   _globals['_IMAGE']._serialized_end=170
   _globals['_CALLREQUEST']._serialized_start=172
   _globals['_CALLREQUEST']._serialized_end=281
   _globals['_CALLRESPONSE']._serialized_start=283
   _globals['_CALLRESPONSE']._serialized_end=403
-  _globals['_CALLSTREAMREQUEST']._serialized_start=405
-  _globals['_CALLSTREAMREQUEST']._serialized_end=520
-  _globals['_CALLSTREAMRESPONSE']._serialized_start=522
-  _globals['_CALLSTREAMRESPONSE']._serialized_end=648
-  _globals['_LISTMODULESREQUEST']._serialized_start=650
-  _globals['_LISTMODULESREQUEST']._serialized_end=670
-  _globals['_LISTMODULESRESPONSE']._serialized_start=672
-  _globals['_LISTMODULESRESPONSE']._serialized_end=735
-  _globals['_FUNCTIONINFO']._serialized_start=738
-  _globals['_FUNCTIONINFO']._serialized_end=894
-  _globals['_MODULESETTINGS']._serialized_start=897
-  _globals['_MODULESETTINGS']._serialized_end=1057
-  _globals['_MODULEINFO']._serialized_start=1060
-  _globals['_MODULEINFO']._serialized_end=1353
-  _globals['_WASMTUBE']._serialized_start=1670
-  _globals['_WASMTUBE']._serialized_end=1906
+  _globals['_LISTMODULESREQUEST']._serialized_start=405
+  _globals['_LISTMODULESREQUEST']._serialized_end=425
+  _globals['_LISTMODULESRESPONSE']._serialized_start=427
+  _globals['_LISTMODULESRESPONSE']._serialized_end=490
+  _globals['_FUNCTIONINFO']._serialized_start=493
+  _globals['_FUNCTIONINFO']._serialized_end=649
+  _globals['_MODULESETTINGS']._serialized_start=652
+  _globals['_MODULESETTINGS']._serialized_end=812
+  _globals['_MODULEINFO']._serialized_start=815
+  _globals['_MODULEINFO']._serialized_end=1108
+  _globals['_WASMTUBE']._serialized_start=1425
+  _globals['_WASMTUBE']._serialized_end=1649
 # @@protoc_insertion_point(module_scope)

@@ -70,30 +70,6 @@ class CallResponse(_message.Message):
     generation: int
     def __init__(self, json: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., module_sha256: _Optional[str] = ..., generation: _Optional[int] = ...) -> None: ...
 
-class CallStreamRequest(_message.Message):
-    __slots__ = ("module", "function", "json", "image")
-    MODULE_FIELD_NUMBER: _ClassVar[int]
-    FUNCTION_FIELD_NUMBER: _ClassVar[int]
-    JSON_FIELD_NUMBER: _ClassVar[int]
-    IMAGE_FIELD_NUMBER: _ClassVar[int]
-    module: str
-    function: str
-    json: str
-    image: Image
-    def __init__(self, module: _Optional[str] = ..., function: _Optional[str] = ..., json: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
-
-class CallStreamResponse(_message.Message):
-    __slots__ = ("json", "image", "module_sha256", "generation")
-    JSON_FIELD_NUMBER: _ClassVar[int]
-    IMAGE_FIELD_NUMBER: _ClassVar[int]
-    MODULE_SHA256_FIELD_NUMBER: _ClassVar[int]
-    GENERATION_FIELD_NUMBER: _ClassVar[int]
-    json: str
-    image: Image
-    module_sha256: str
-    generation: int
-    def __init__(self, json: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., module_sha256: _Optional[str] = ..., generation: _Optional[int] = ...) -> None: ...
-
 class ListModulesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

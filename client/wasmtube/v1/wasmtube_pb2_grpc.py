@@ -43,8 +43,8 @@ class WasmtubeStub:
                 _registered_method=True)
         self.CallStream = channel.stream_stream(
                 '/wasmtube.v1.Wasmtube/CallStream',
-                request_serializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamRequest.SerializeToString,
-                response_deserializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamResponse.FromString,
+                request_serializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallRequest.SerializeToString,
+                response_deserializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallResponse.FromString,
                 _registered_method=True)
         self.ListModules = channel.unary_unary(
                 '/wasmtube.v1.Wasmtube/ListModules',
@@ -67,10 +67,12 @@ class WasmtubeServicer:
 
     def CallStream(self, request_iterator, context):
         """Calls one function once per request message, for pipelines such as video
-        frames. The stream keeps one warm instance of the module for its whole
-        life; responses come back in order, one per request. Each message gets
-        the same checks, limits and status codes as a Call; the first that fails
-        ends the stream with that status, naming the message's index.
+        frames. The first message names the module and function, which are fixed
+        for the stream: later messages may leave them empty or repeat them. The
+        stream keeps one warm instance of the module for its whole life;
+        responses come back in order, one per request. Each message gets the
+        same checks, limits and status codes as a Call; the first that fails ends
+        the stream with that status, naming the message's index.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,8 +95,8 @@ def add_WasmtubeServicer_to_server(servicer, server):
             ),
             'CallStream': grpc.stream_stream_rpc_method_handler(
                     servicer.CallStream,
-                    request_deserializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamRequest.FromString,
-                    response_serializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamResponse.SerializeToString,
+                    request_deserializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallRequest.FromString,
+                    response_serializer=wasmtube_dot_v1_dot_wasmtube__pb2.CallResponse.SerializeToString,
             ),
             'ListModules': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModules,
@@ -156,8 +158,8 @@ class Wasmtube:
             request_iterator,
             target,
             '/wasmtube.v1.Wasmtube/CallStream',
-            wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamRequest.SerializeToString,
-            wasmtube_dot_v1_dot_wasmtube__pb2.CallStreamResponse.FromString,
+            wasmtube_dot_v1_dot_wasmtube__pb2.CallRequest.SerializeToString,
+            wasmtube_dot_v1_dot_wasmtube__pb2.CallResponse.FromString,
             options,
             channel_credentials,
             insecure,
