@@ -23,11 +23,12 @@ if TYPE_CHECKING:
 
     ImageInput: TypeAlias = bytes | bytearray | memoryview | npt.NDArray[np.uint8] | PILImage.Image
 
-__all__ = ["FORMATS", "from_message", "load_image_file", "to_image"]
+__all__ = ["FORMATS", "from_message", "is_image_object", "load_image_file", "to_image"]
 
 # Format names callers use, their wire numbers, channels and Pillow modes.
 FORMATS = {"rgb8": 1, "rgba8": 2, "gray8": 3}
 _CHANNELS = {1: 3, 2: 4, 3: 1}
+_FORMAT_OF_CHANNELS = {channels: number for number, channels in _CHANNELS.items()}
 _PIL_MODES = {1: "RGB", 2: "RGBA", 3: "L"}
 _OUTPUTS = ("numpy", "pil", "message")
 
@@ -53,6 +54,8 @@ def to_image(
     if isinstance(image, bytes | bytearray | memoryview):
         data, columns, rows = _from_buffer(image, width, height)
         return data, columns, rows, number or 1
+    # An object can only be an ndarray or a PIL image if that library is
+    # already imported, so looking in sys.modules never imports anything.
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(image, numpy.ndarray):
         data, columns, rows, shape_number = _from_any_array(image, width, height)
@@ -69,6 +72,15 @@ def to_image(
     raise TypeError(
         "expected raw pixel bytes, bytearray or memoryview, an HxWx3, HxWx4 or HxW uint8 "
         f"numpy array, or a Pillow image, got {type(image).__name__}"
+    )
+
+
+def is_image_object(item: Any) -> bool:
+    """Whether `item` is a numpy array or a Pillow image (without importing either)."""
+    numpy = sys.modules.get("numpy")
+    pil_image = sys.modules.get("PIL.Image")
+    return (numpy is not None and isinstance(item, numpy.ndarray)) or (
+        pil_image is not None and isinstance(item, pil_image.Image)
     )
 
 
@@ -125,7 +137,7 @@ def _from_any_array(
     import numpy as np
 
     channels = array.shape[2] if array.ndim == 3 else 1 if array.ndim == 2 else 0
-    number = {3: 1, 4: 2, 1: 3}.get(channels)
+    number = _FORMAT_OF_CHANNELS.get(channels)
     if number is None or array.dtype != np.uint8:
         raise ValueError(
             "expected an HxWx3 (RGB8), HxWx4 (RGBA8) or HxW (GRAY8) uint8 numpy array, "
@@ -133,6 +145,8 @@ def _from_any_array(
         )
     rows, columns = int(array.shape[0]), int(array.shape[1])
     _check_matches(width, height, columns, rows)
+    # tobytes() writes C order whatever the array's layout, so this is the
+    # single copy whether or not the array is C-contiguous.
     return array.tobytes(order="C"), columns, rows, number
 
 

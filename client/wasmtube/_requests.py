@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import enum
 import json
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from wasmtube._images import from_message, to_image
+from wasmtube._images import from_message, is_image_object, to_image
 from wasmtube.errors import ResultDecodeError
 from wasmtube.v1 import wasmtube_pb2
 
@@ -92,39 +91,20 @@ def image_request(
     format: str | None = None,
 ) -> wasmtube_pb2.CallRequest:
     """An image call; see `wasmtube._images.to_image` for what `image` may be."""
-    return wasmtube_pb2.CallRequest(
-        module=module, function=function, image=_image_message(image, width, height, format)
-    )
-
-
-def stream_request(module: str, function: str, item: Any) -> wasmtube_pb2.CallRequest:
-    """One message of a CallStream: a numpy array or Pillow image is sent as an
-    image, anything else as JSON."""
-    if _is_image(item):
-        return wasmtube_pb2.CallRequest(
-            module=module, function=function, image=_image_message(item, None, None, None)
-        )
-    text = json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return wasmtube_pb2.CallRequest(module=module, function=function, json=text)
-
-
-def _is_image(item: Any) -> bool:
-    numpy = sys.modules.get("numpy")
-    pil_image = sys.modules.get("PIL.Image")
-    return (numpy is not None and isinstance(item, numpy.ndarray)) or (
-        pil_image is not None and isinstance(item, pil_image.Image)
-    )
-
-
-def _image_message(
-    image: ImageInput, width: int | None, height: int | None, format: str | None
-) -> wasmtube_pb2.Image:
     data, columns, rows, number = to_image(image, width, height, format)
     message = wasmtube_pb2.Image(data=data, width=columns, height=rows)
     if number != 1:
         # RGB8 stays unset, so a daemon that predates formats reads it too.
         message.format = number  # type: ignore[assignment]
-    return message
+    return wasmtube_pb2.CallRequest(module=module, function=function, image=message)
+
+
+def stream_request(module: str, function: str, item: Any) -> wasmtube_pb2.CallRequest:
+    """One message of a CallStream: a numpy array or Pillow image is sent as an
+    image, anything else as JSON."""
+    if is_image_object(item):
+        return image_request(module, function, item, None, None)
+    return json_request(module, function, item)
 
 
 def decode_result(

@@ -81,20 +81,25 @@ class Caller:
         deadline: float,
         call_id: int,
         pixels: memoryview | None = None,
+        held: GuestInstance | None = None,
     ) -> Output:
-        """Run the call on an instance from the module's pool and return the
-        guest's output.
+        """Run the call and return the guest's output.
 
         `deadline` is the time.monotonic() by which it must end, unless the
         module's settings give it less time; `call_id` labels the lines the
         guest logs; `pixels`, if given, are the image's data, left out of
-        `request` by the deserializer (wire.py).
+        `request` by the deserializer (wire.py). The call runs on `held`, an
+        instance the caller keeps (a stream's) and gives back or drops itself,
+        or else on one from the module's pool. Either way the module's limiter
+        bounds how many calls run at once.
         """
         payload = _payload(request, function, pixels)
         deadline = min(deadline, time.monotonic() + module.settings.call_timeout)
         limiter = module.limiter
         limiter.enter(deadline)
         try:
+            if held is not None:
+                return self._run(held, module, function, payload, deadline, call_id)
             pool = module.pool
             # An instance is given back only after a call that raised nothing:
             # a trap or an interrupt can leave its memory in any state.
@@ -107,31 +112,7 @@ class Caller:
                     pool.give(instance)
                 raise
             pool.give(instance)
-        finally:
-            limiter.leave()
-        return output
-
-    def call_on(
-        self,
-        instance: GuestInstance,
-        request: pb.CallRequest,
-        module: LoadedModule,
-        function: ExportedFunction,
-        deadline: float,
-        call_id: int,
-        pixels: memoryview | None = None,
-    ) -> Output:
-        """Run the call on an instance the caller holds, such as a stream's.
-
-        The instance is the caller's to give back or drop; the module's
-        limiter still bounds how many calls run at once.
-        """
-        payload = _payload(request, function, pixels)
-        deadline = min(deadline, time.monotonic() + module.settings.call_timeout)
-        limiter = module.limiter
-        limiter.enter(deadline)
-        try:
-            return self._run(instance, module, function, payload, deadline, call_id)
+            return output
         finally:
             limiter.leave()
 

@@ -171,8 +171,8 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
             if stream.instance is None:
                 stream.instance = module.pool.take()
             try:
-                output = self._caller.call_on(
-                    stream.instance, request, module, function, deadline, call_id, pixels
+                output = self._caller.call(
+                    request, module, function, deadline, call_id, pixels, held=stream.instance
                 )
             except GuestError as e:
                 stream.instance_usable = e.instance_usable

@@ -118,11 +118,11 @@ class Runtime:
             return name in HostFunctions.NAMES
         return self.limits.wasi and import_module == WASI_MODULE
 
-    def new_store(self, max_memory: int | None = None) -> wasmtime.Store:
-        """A Store with the memory cap, the daemon's unless a module sets a lower
-        one (GuestInstance arms it before instantiating)."""
+    def new_store(self, max_memory: int) -> wasmtime.Store:
+        """A Store whose linear memories are capped at `max_memory` bytes
+        (GuestInstance arms it before instantiating)."""
         store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=max_memory or self.limits.max_memory)
+        store.set_limits(memory_size=max_memory)
         if self.limits.wasi:
             # No preopened directories, no environment, no arguments; stdio is
             # discarded. A guest gets clocks and randomness, nothing else.
