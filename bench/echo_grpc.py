@@ -10,7 +10,11 @@ and re-serialises the JSON with serde. The bare server
 floor the Python gRPC stack sets. Measurements alternate between the two
 servers in rounds, so drift of a noisy machine spreads over both:
   - latency p50 and p99 at concurrency 1 (sync stub, one call at a time);
-  - calls/s at concurrency 1, 8 and 32 (grpc.aio, that many calls in flight).
+  - calls/s at concurrency 1, 8 and 32, that many calls in flight on one
+    connection, from two load generators: h2load (bench/_h2load.py), which
+    leaves the servers nearly all the CPU, and a Python grpc.aio client,
+    which needs about a core of this 2-core machine for itself. Without
+    h2load (apt-get install nghttp2-client) only the Python rows are shown.
 
     python bench/echo_grpc.py [--seconds 8] [--rounds 4] [--json PATH]
 
@@ -33,6 +37,7 @@ from pathlib import Path
 import grpc
 import grpc.aio
 from _daemon import daemon
+from _h2load import H2LOAD, h2load_rate
 from _modules import echo_module
 from _suite import Row, Target, bare_server, p99, print_table, write_json
 
@@ -43,7 +48,12 @@ from wasmtube_server import BUNDLED_MODULES_DIR
 PAYLOAD = json.dumps({"args": "x" * 89}, separators=(",", ":"))  # 100 B
 REQUEST = pb.CallRequest(module="echo", function="echo", json=PAYLOAD)
 RUST_REQUEST = pb.CallRequest(module="wasm_test", function="echo", json=PAYLOAD)
+# What either server answers: the same length from both, which h2load checks.
+RESPONSE = pb.CallResponse(json=PAYLOAD, module_sha256="0" * 64, generation=1)
 CONCURRENCY = (1, 8, 32)
+SERVERS = ("bare", "wasmtube")
+# Load generators: name, label in the table, key suffix in the JSON.
+GENERATORS = (("h2load", "h2load", "_h2load"), ("python", "Python client", ""))
 TITLE = f"Scenario 1: echo of {len(PAYLOAD)} B over gRPC, wasmtube vs bare grpcio"
 BASELINE = "bare grpcio"
 
@@ -85,6 +95,13 @@ def throughput(address: str, concurrency: int, seconds: float) -> tuple[int, flo
     return calls, time.perf_counter() - start
 
 
+def load(generator: str, address: str, concurrency: int, seconds: float) -> tuple[int, float]:
+    """(calls, seconds) from `generator` ("h2load" or "python")."""
+    if generator == "h2load":
+        return h2load_rate(address, concurrency, seconds, REQUEST, RESPONSE)
+    return throughput(address, concurrency, seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per server and figure")
@@ -102,6 +119,8 @@ def main() -> None:
             figures = measure(bare.address, ours.address, args.rounds, per_round)
     rows = report(*figures)
     notes = [f"{args.rounds} alternating rounds of {per_round:g} s per server and figure"]
+    if H2LOAD is None:
+        notes.append("h2load is not installed (apt-get install nghttp2-client): no h2load rows")
     print_table(TITLE, BASELINE, rows, notes)
     write_json(
         args.json,
@@ -114,7 +133,8 @@ def main() -> None:
 
 
 Latency = dict[str, list[float]]
-Calls = dict[tuple[str, int], list[float]]
+# [calls, seconds] by (server, load generator, concurrency).
+Calls = dict[tuple[str, str, int], list[float]]
 
 
 def measure(
@@ -129,15 +149,19 @@ def measure(
     latency_us(stubs["wasmtube"], 0.5, RUST_REQUEST)
     latency: Latency = {"bare": [], "wasmtube": []}
     rust: list[float] = []
-    calls: Calls = {(name, c): [0, 0.0] for name in addresses for c in CONCURRENCY}
+    generators = [g for g, _, _ in GENERATORS if g != "h2load" or H2LOAD is not None]
+    calls: Calls = {
+        (name, g, c): [0, 0.0] for name in addresses for g in generators for c in CONCURRENCY
+    }
     for round_ in range(rounds):
         order = list(addresses) if round_ % 2 == 0 else list(reversed(addresses))
         for name in order:
             latency[name] += latency_us(stubs[name], per_round)
-            for concurrency in CONCURRENCY:
-                done, took = throughput(addresses[name], concurrency, per_round)
-                calls[name, concurrency][0] += done
-                calls[name, concurrency][1] += took
+            for generator in generators:
+                for concurrency in CONCURRENCY:
+                    done, took = load(generator, addresses[name], concurrency, per_round)
+                    calls[name, generator, concurrency][0] += done
+                    calls[name, generator, concurrency][1] += took
         rust += latency_us(stubs["wasmtube"], per_round / 2, RUST_REQUEST)
     for channel in channels.values():
         channel.close()
@@ -155,20 +179,23 @@ def report(latency: Latency, calls: Calls, rust: list[float]) -> list[Row]:
         ),
         Row("p99_us", "p99 latency, us", p99(latency["bare"]), p99(latency["wasmtube"])),
     ]
-    for concurrency in CONCURRENCY:
-        rate = {
-            name: calls[name, concurrency][0] / calls[name, concurrency][1]
-            for name in ("bare", "wasmtube")
-        }
-        rows.append(
-            Row(
-                f"calls_per_s_c{concurrency}",
-                f"calls/s at concurrency {concurrency}",
-                rate["bare"],
-                rate["wasmtube"],
-                Target(">=", 0.90) if concurrency == 8 else None,
+    for generator, label, suffix in GENERATORS:
+        for concurrency in CONCURRENCY:
+            if ("bare", generator, concurrency) not in calls:
+                continue  # no h2load here
+            bare, ours = (
+                done / took
+                for done, took in (calls[name, generator, concurrency] for name in SERVERS)
             )
-        )
+            rows.append(
+                Row(
+                    f"calls_per_s_c{concurrency}{suffix}",
+                    f"calls/s at concurrency {concurrency}, {label}",
+                    bare,
+                    ours,
+                    Target(">=", 0.90) if concurrency == 8 else None,
+                )
+            )
     rows.append(
         Row(
             "p50_us_rust_echo",

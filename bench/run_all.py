@@ -159,14 +159,6 @@ def targets(name: str, figures: dict[str, Any]) -> list[tuple[str, str, bool | N
             value = target.get("value")
             shown = "-" if value is None else f"{value:.3g}"
             found.append((str(target["target"]), shown, target.get("met")))
-    # echo_grpc.py writes {"bare": {...}, "wasmtube": {...}}; its targets are in its docstring.
-    bare, ours = figures.get("bare"), figures.get("wasmtube")
-    if not found and isinstance(bare, dict) and isinstance(ours, dict):
-        for key, op, limit in (("p50_us", "<=", 1.10), ("calls_per_s_c8", ">=", 0.90)):
-            if bare.get(key) and ours.get(key) is not None:
-                ratio = ours[key] / bare[key]
-                met = ratio <= limit if op == "<=" else ratio >= limit
-                found.append((f"{key} wasmtube / bare: ratio {op} {limit:g}", f"{ratio:.3g}", met))
     return found
 
 
