@@ -33,6 +33,15 @@ BAD_GUEST = wat("""
     (memory.copy (local.get 0) (i32.const 2048) (i32.const 11)) (i32.const 11))
   (func (export "not_json") (param i32 i32) (result i32)
     (memory.copy (local.get 0) (i32.const 2050) (i32.const 9)) (i32.const 9))
+  ;; 5,000 [ then 5,000 ]: valid JSON, nested deeper than Python's parser follows.
+  (func (export "deep_json") (param $ptr i32) (param i32) (result i32) (local $i i32)
+    (loop $fill
+      (i32.store8 (i32.add (local.get $ptr) (local.get $i)) (i32.const 0x5b))
+      (i32.store8 (i32.add (local.get $ptr) (i32.add (local.get $i) (i32.const 5000)))
+        (i32.const 0x5d))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $fill (i32.lt_u (local.get $i) (i32.const 5000))))
+    (i32.const 10000))
   (func (export "wrong_signature") (param i64) (result i32) (i32.const 0))
   (func (export "image_ok") (param i32 i32 i32 i32) (result i32)
     (i32.store8 (local.get 0) (i32.const 0x7b))
@@ -126,6 +135,16 @@ CASES: dict[str, tuple[pb.CallRequest, grpc.StatusCode, str]] = {
         grpc.StatusCode.INVALID_ARGUMENT,
         "not valid JSON",
     ),
+    "JSON with trailing data": (
+        json_call("bad", "ok", '{"a": 1} {"b": 2}'),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Extra data at line 1 column 10",
+    ),
+    "JSON nested 100,000 deep": (
+        json_call("bad", "ok", "[" * 100_000 + "]" * 100_000),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "nests arrays and objects too deeply",
+    ),
     "no input at all": (
         pb.CallRequest(module="bad", function="ok"),
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -213,6 +232,17 @@ def test_output_that_is_not_json_is_refused_with_check_output(
     assert "returned 9 characters that are not JSON" in error.details()
     assert daemon.call("bad", "ok").json == "{}"
     assert daemon.metric("wasmtube_calls_total", module="bad", function="not_json", code="INTERNAL")
+
+
+def test_output_nested_too_deeply_to_check_is_refused_with_check_output(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path
+) -> None:
+    (modules_dir / "bad.wasm").write_bytes(BAD_GUEST)
+    daemon = start_daemon(modules_dir, check_output=True)
+    error = call_error(daemon, json_call("bad", "deep_json"))
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert "returned 10000 characters of JSON that nest too deeply" in error.details()
+    assert daemon.call("bad", "ok").json == "{}"
 
 
 def test_output_is_passed_on_unparsed_without_check_output(bad_daemon: RunningDaemon) -> None:

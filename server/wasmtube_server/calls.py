@@ -157,14 +157,36 @@ def _payload(
     )
 
 
+# json.loads wraps its C scanner in three Python calls and two regex matches;
+# on the path of every JSON call the scanner alone does. It parses one value
+# at the start of the text, which is valid JSON if only JSON whitespace
+# follows. Anything else (leading whitespace too) goes to json.loads, which
+# decides the same way and words the error.
+_scan_value = json.JSONDecoder().scan_once
+_JSON_WHITESPACE = " \t\n\r"
+
+
 def _json(text: str) -> bytes:
+    try:
+        end = _scan_value(text, 0)[1]
+    except (StopIteration, ValueError, RecursionError):
+        end = -1
+    if end != len(text) and (end < 0 or text[end:].strip(_JSON_WHITESPACE)):
+        _check_json_input(text)
+    return text.encode("utf-8")
+
+
+def _check_json_input(text: str) -> None:
     try:
         json.loads(text)
     except json.JSONDecodeError as e:
         raise InvalidArgument(
             f"json is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
         ) from e
-    return text.encode("utf-8")
+    except RecursionError as e:
+        raise InvalidArgument(
+            "json nests arrays and objects too deeply to be checked: flatten it"
+        ) from e
 
 
 def _image(image: pb.Image, function: ExportedFunction, pixels: memoryview | None) -> ImageInput:
@@ -201,4 +223,9 @@ def _check_json_output(function: ExportedFunction, text: str) -> None:
         raise GuestOutputError(
             f"function {function.name!r} returned {len(text)} characters that are not JSON: "
             f"{e.msg} at character {e.pos}: {text[:80]!r}"
+        ) from e
+    except RecursionError as e:
+        raise GuestOutputError(
+            f"function {function.name!r} returned {len(text)} characters of JSON that nest "
+            f"too deeply to be checked: {text[:80]!r}"
         ) from e
