@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 
@@ -162,7 +163,8 @@ def _payload(
 # at the start of the text, which is valid JSON if only JSON whitespace
 # follows. Anything else (leading whitespace too) goes to json.loads, which
 # decides the same way and words the error.
-_scan_value = json.JSONDecoder().scan_once
+# (JSONDecoder.__init__ sets scan_once; typeshed leaves it out.)
+_scan_value: Callable[[str, int], tuple[object, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _JSON_WHITESPACE = " \t\n\r"
 
 
