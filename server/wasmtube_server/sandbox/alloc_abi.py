@@ -32,7 +32,11 @@ def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds
     data, sizes = unpack(payload)
     size = len(data)
     memory = instance.memory
-    in_ptr, capacity = _input_buffer(instance, size, seconds)
+    kept = instance.input_buffer
+    if kept is not None and kept[1] >= size:
+        in_ptr, capacity = kept
+    else:
+        in_ptr, capacity = _input_buffer(instance, size, seconds)
     memory.write(in_ptr, data)
     packed = invoke(instance, function, in_ptr, size, *sizes, seconds=seconds) & _U64
     out_ptr, out_len = packed >> 32, packed & _U32
@@ -42,7 +46,7 @@ def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds
             f"outside its linear memory ({memory.current_size()} bytes)"
         )
     output = read_output(instance, function, out_ptr, out_len)
-    if instance.has_export(FREE_EXPORT):
+    if instance.frees:
         # Pooled instances live on: without this their heap would only grow.
         if not in_ptr <= out_ptr <= out_ptr + out_len <= in_ptr + capacity:
             invoke(instance, FREE_EXPORT, out_ptr, out_len, seconds=seconds)
@@ -53,13 +57,12 @@ def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds
 
 
 def _input_buffer(instance: GuestInstance, size: int, seconds: float) -> tuple[int, int]:
-    """A guest buffer of at least `size` bytes for the input: (pointer, capacity)."""
+    """A new guest buffer of at least `size` bytes for the input: (pointer,
+    capacity). Frees the kept one, which is too small."""
     kept = instance.input_buffer
     if kept is not None:
-        if kept[1] >= size:
-            return kept
         instance.input_buffer = None
-        if instance.has_export(FREE_EXPORT):
+        if instance.frees:
             invoke(instance, FREE_EXPORT, kept[0], kept[1], seconds=seconds)
     if size > _U32 >> 1:
         raise InputTooLarge(f"input of {size} bytes exceeds the 2 GiB a wasm32 guest can address")

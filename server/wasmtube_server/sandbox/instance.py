@@ -9,11 +9,11 @@ Store with the exports taken from it, and only one call holds it at a time.
 from __future__ import annotations
 
 import enum
-import threading
 
 import wasmtime
 
 from ..errors import ModuleLoadError
+from .abi import FREE_EXPORT
 from .compiled import MEMORY_EXPORT, CompiledModule, first_line
 from .host import CallLabel, ReportedError
 from .memory import LinearMemory
@@ -45,6 +45,7 @@ class GuestInstance:
         "call",
         "config_json",
         "declared_image",
+        "frees",
         "input_buffer",
         "max_memory",
         "memory",
@@ -79,6 +80,9 @@ class GuestInstance:
         assert isinstance(memory, wasmtime.Memory)  # checked by compile_module
         self.memory = LinearMemory(self._context, memory)
         self._calls: dict[str, GuestFunc] = {}
+        # Whether the guest exports the alloc ABI's free, for its outputs and
+        # input buffers (compile_module has checked its type).
+        self.frees = FREE_EXPORT in compiled.call_shapes
         # The alloc ABI's input buffer (pointer, capacity), kept between calls
         # of a pooled instance so most calls need no wasmtube_alloc.
         self.input_buffer: tuple[int, int] | None = None
@@ -115,9 +119,6 @@ class GuestInstance:
             call = self._calls[name] = GuestFunc(self.store, func, params, result)
         return call
 
-    def has_export(self, name: str) -> bool:
-        return name in self._compiled.call_shapes
-
 
 class InstancePool:
     """Instances of one module version, handed to one call at a time.
@@ -142,8 +143,10 @@ class InstancePool:
         self._config_json = config_json
         self.policy = policy
         self._max_idle = max_idle if policy is InstancePolicy.POOLED else 0
+        # No lock: list.pop() and list.append() are each atomic, and the
+        # length check in give() may let a few more than max_idle stay when
+        # calls end at once, which only keeps a few more warm instances.
         self._idle: list[GuestInstance] = []
-        self._lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Instantiate once now, so a module that cannot start fails at load."""
@@ -155,16 +158,15 @@ class InstancePool:
         Give it back with give() only if the call raised nothing; an instance
         that is not given back is dropped, and its Store with it.
         """
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._new()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._new()
 
     def _new(self) -> GuestInstance:
         return GuestInstance(self._compiled, self._runtime, self._max_memory, self._config_json)
 
     def give(self, instance: GuestInstance) -> None:
         """Return an instance after a call that succeeded."""
-        with self._lock:
-            if len(self._idle) < self._max_idle:
-                self._idle.append(instance)
+        if len(self._idle) < self._max_idle:
+            self._idle.append(instance)

@@ -57,23 +57,31 @@ class LinearMemory:
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         """Copy `data` to `offset`."""
-        if not self.fits(offset, len(data)):
-            raise IndexError(f"write of {len(data)} bytes at {offset} is outside linear memory")
-        self._whole()[offset : offset + len(data)] = data
+        self._view_of(offset, len(data), "write")[:] = data
 
     def read_bytes(self, offset: int, length: int) -> bytes:
         """Copy `length` bytes from `offset`."""
-        if not self.fits(offset, length):
-            raise IndexError(f"read of {length} bytes at {offset} is outside linear memory")
-        return self._whole()[offset : offset + length].tobytes()
+        return self._view_of(offset, length, "read").tobytes()
 
     def read_text(self, offset: int, length: int) -> str:
         """Decode `length` bytes at `offset` as UTF-8; raises UnicodeDecodeError."""
-        if not self.fits(offset, length):
-            raise IndexError(f"read of {length} bytes at {offset} is outside linear memory")
         # codecs decodes straight from the view; str(view, "utf-8") copies
         # it to bytes first (6.7 us instead of 3.9 us for 64 KiB).
-        return _utf_8_decode(self._whole()[offset : offset + length], "strict", True)[0]
+        return _utf_8_decode(self._view_of(offset, length, "read"), "strict", True)[0]
+
+    def _view_of(self, offset: int, length: int, what: str) -> memoryview:
+        """A view of [offset, offset + length), which must lie inside the memory.
+
+        Every copy in or out comes here, so the common case (inside the known
+        size, view made) takes one comparison and one slice.
+        """
+        end = offset + length
+        view = self._view
+        if view is None or offset < 0 or length < 0 or end > self.size:
+            if not self.fits(offset, length):
+                raise IndexError(f"{what} of {length} bytes at {offset} is outside linear memory")
+            view = self._whole()
+        return view[offset:end]
 
     def _whole(self) -> memoryview:
         """A view of the whole memory at its known size; made anew when it grows."""

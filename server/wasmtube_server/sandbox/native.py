@@ -124,7 +124,8 @@ class GuestFunc:
         self._func = func  # keeps the wasmtime_func_t that _address points to alive
         length = max(1, nparams, 1 if result else 0)
         self._values = (ffi.wasmtime_val_raw * length)()
-        self._i32 = (ctypes.c_int32 * (length * _I32_STRIDE)).from_buffer(self._values)
+        # Any: ctypes takes any sequence for a slice, typeshed only a list.
+        self._i32: Any = (ctypes.c_int32 * (length * _I32_STRIDE)).from_buffer(self._values)
         self._i64 = (ctypes.c_int64 * (length * _I32_STRIDE // 2)).from_buffer(self._values)
         self._result = result
         self._trap = _c_void_p()
@@ -143,9 +144,10 @@ class GuestFunc:
         Raises wasmtime.Trap if the guest trapped, WasmtimeError on a host error.
         """
         i32 = self._i32
-        for i, value in enumerate(args):
-            # ctypes keeps the low 32 bits: u32 values keep their bit pattern.
-            i32[i * _I32_STRIDE] = value
+        # One slice assignment puts each argument in the first 4 bytes of its
+        # raw value; ctypes keeps the low 32 bits, so u32 values keep their
+        # bit pattern.
+        i32[0 : len(args) * _I32_STRIDE : _I32_STRIDE] = args
         trap = self._trap
         trap.value = None
         error = _func_call_unchecked(*self._arguments)
