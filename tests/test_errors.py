@@ -222,27 +222,23 @@ def test_bad_request_gets_precise_status(bad_daemon: RunningDaemon, case: str) -
     assert set(bad_daemon.modules()) == {"bad", "good"}
 
 
-def test_output_that_is_not_json_is_refused_with_check_output(
-    start_daemon: Callable[..., RunningDaemon], modules_dir: Path
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ("not_json", "returned 9 characters that are not JSON"),
+        ("deep_json", "returned 10000 characters of JSON that nest too deeply to be checked"),
+    ],
+)
+def test_output_that_cannot_be_checked_as_json_is_refused_with_check_output(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, function: str, message: str
 ) -> None:
     (modules_dir / "bad.wasm").write_bytes(BAD_GUEST)
     daemon = start_daemon(modules_dir, check_output=True)
-    error = call_error(daemon, json_call("bad", "not_json"))
+    error = call_error(daemon, json_call("bad", function))
     assert error.code() == grpc.StatusCode.INTERNAL
-    assert "returned 9 characters that are not JSON" in error.details()
+    assert message in error.details()
     assert daemon.call("bad", "ok").json == "{}"
-    assert daemon.metric("wasmtube_calls_total", module="bad", function="not_json", code="INTERNAL")
-
-
-def test_output_nested_too_deeply_to_check_is_refused_with_check_output(
-    start_daemon: Callable[..., RunningDaemon], modules_dir: Path
-) -> None:
-    (modules_dir / "bad.wasm").write_bytes(BAD_GUEST)
-    daemon = start_daemon(modules_dir, check_output=True)
-    error = call_error(daemon, json_call("bad", "deep_json"))
-    assert error.code() == grpc.StatusCode.INTERNAL
-    assert "returned 10000 characters of JSON that nest too deeply" in error.details()
-    assert daemon.call("bad", "ok").json == "{}"
+    assert daemon.metric("wasmtube_calls_total", module="bad", function=function, code="INTERNAL")
 
 
 def test_output_is_passed_on_unparsed_without_check_output(bad_daemon: RunningDaemon) -> None:
