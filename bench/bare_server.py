@@ -3,7 +3,7 @@
 Its Call answers with the request's JSON, no sandbox, no checks: the floor
 the Python gRPC stack sets. Sent an image, it answers {"width":W,"height":H,
 "bytes":N} without reading the pixels: the floor for receiving them. Same
-server settings as the daemon (sync server, thread pool, message limits).
+server settings as the daemon (sync server, its thread pool, message limits).
 
     python bench/bare_server.py 127.0.0.1:PORT
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import signal
 import sys
-from concurrent import futures
 
 import grpc
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
+from wasmtube_server.executor import HandlerPool
 
 
 class BareEcho(pb_grpc.WasmtubeServicer):
@@ -32,7 +32,7 @@ class BareEcho(pb_grpc.WasmtubeServicer):
 def main() -> None:
     size = 64 << 20
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=68),
+        HandlerPool(max_workers=68),
         options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
     )
     pb_grpc.add_WasmtubeServicer_to_server(BareEcho(), server)

@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-from concurrent import futures
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
 
@@ -23,6 +22,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from .calls import Caller
 from .config import UNIX_PREFIX, Config, split_host_port
+from .executor import HandlerPool
 from .gate import CallGate
 from .interceptors import TokenAuthInterceptor
 from .listeners import bind_listeners
@@ -37,6 +37,8 @@ __all__ = ["Daemon", "run"]
 
 log = logging.getLogger(__name__)
 
+# How often the main thread wakes to run signal handlers (see run()).
+SIGNAL_CHECK_SECONDS = 0.2
 # gRPC threads kept beyond --max-workers for health checks and reflection.
 SPARE_THREADS = 4
 SERVICE_NAME = SERVICE.full_name
@@ -70,6 +72,7 @@ class Daemon:
         self._health = health.HealthServicer()
         self._gate = CallGate(config.max_workers)
         self._grpc: grpc.Server | None = None
+        self._handlers: HandlerPool | None = None
         self._metrics_http: WSGIServer | None = None
         self.addresses: list[str] = []
         self.metrics_port = 0
@@ -126,12 +129,13 @@ class Daemon:
 
     def _start_grpc(self) -> None:
         size = self.config.max_message_size
+        self._handlers = HandlerPool(
+            # Threads beyond the call cap keep health checks answered.
+            max_workers=self.config.max_workers + SPARE_THREADS,
+            thread_name_prefix="wasmtube-grpc",
+        )
         server = grpc.server(
-            futures.ThreadPoolExecutor(
-                # Threads beyond the call cap keep health checks answered.
-                max_workers=self.config.max_workers + SPARE_THREADS,
-                thread_name_prefix="wasmtube-grpc",
-            ),
+            self._handlers,
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
@@ -201,6 +205,10 @@ class Daemon:
         if self._loading.is_alive():
             self._loading.join(timeout=5)
         self.runtime.stop()
+        if self._handlers is not None:
+            # Let handlers finish sending what they have (every guest has
+            # just been interrupted), as the process must not exit under them.
+            self._handlers.shutdown(wait=True)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
@@ -231,7 +239,11 @@ def run(config: Config) -> None:
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         daemon.start()
-        stop_requested.wait()
+        # Python runs signal handlers in the main thread only, and a signal
+        # the kernel hands to another thread does not wake a main thread
+        # blocked in an untimed wait: wake up now and then to run them.
+        while not stop_requested.wait(SIGNAL_CHECK_SECONDS):
+            pass
     finally:
         daemon.stop()
         for s, handler in previous.items():
