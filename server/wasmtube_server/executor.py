@@ -5,10 +5,10 @@ thread its queue wakes first, so consecutive calls land on different
 threads, each with its stack and data gone cold since its last call. This
 pool hands each item to the thread that went idle last. One call at a time
 then runs on one warm thread; under load the few busiest threads do the work.
-It cut the p50 of a 100 B call over gRPC by ~70 us (777 to 706 us; the bare
-grpcio server's p50 moved by 1 us) and added ~5% calls/s at concurrency 8
-(bench/echo_grpc.py, alternating rounds), and it is the pool the benchmarks'
-bare server uses too.
+In paired runs of bench/echo_grpc.py's servers it cut the daemon's p50 for a
+100 B call from 790 to 727 us and raised its calls/s at concurrency 8 by
+~13% (h2load) and ~14% (Python client); on the bare grpcio server it moved
+the p50 by 1 us and calls/s by ~5%. The benchmarks' bare server uses it too.
 
 Threads start as the load needs them, up to `max_workers`; past that, work
 waits in arrival order. Futures are ordinary concurrent.futures Futures.
