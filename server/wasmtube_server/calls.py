@@ -99,38 +99,35 @@ class Caller:
         limiter = module.limiter
         limiter.enter(deadline)
         try:
+            # The wait for a slot may have used up the time.
+            seconds = deadline - time.monotonic()
+            if seconds <= 0:
+                raise CallTimedOut(
+                    f"the deadline passed before function {function.name!r} could start"
+                )
             if held is not None:
-                return self._run(held, module, function, payload, deadline, call_id)
-            pool = module.pool
-            # An instance is given back only after a call that raised nothing:
-            # a trap or an interrupt can leave its memory in any state.
-            instance = pool.take()
+                instance = held
+            else:
+                pool = module.pool
+                instance = pool.take()
+            instance.call = CallLabel(module.name, function.name, call_id)
             try:
-                output = self._run(instance, module, function, payload, deadline, call_id)
+                output = call_function(
+                    instance, function, payload, module.settings.seed_offset, seconds
+                )
             except GuestError as e:
                 # Failing on purpose is a normal return: the instance is fine.
-                if e.instance_usable:
+                if held is None and e.instance_usable:
                     pool.give(instance)
                 raise
-            pool.give(instance)
-            return output
+            # An instance goes back to the pool only after a call that raised
+            # nothing (or failed on purpose): a trap, an interrupt or an output
+            # out of bounds can leave its memory in any state. A held instance
+            # is its holder's to give back.
+            if held is None:
+                pool.give(instance)
         finally:
             limiter.leave()
-
-    def _run(
-        self,
-        instance: GuestInstance,
-        module: LoadedModule,
-        function: ExportedFunction,
-        payload: Payload,
-        deadline: float,
-        call_id: int,
-    ) -> Output:
-        instance.call = CallLabel(module.name, function.name, call_id)
-        seconds = deadline - time.monotonic()
-        if seconds <= 0:
-            raise CallTimedOut(f"the deadline passed before function {function.name!r} could start")
-        output = call_function(instance, function, payload, module.settings.seed_offset, seconds)
         if self._check_output and isinstance(output, str):
             _check_json_output(function, output)
         return output

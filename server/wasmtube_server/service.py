@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 SERVICE = pb.DESCRIPTOR.services_by_name["Wasmtube"]
 
 _OK = grpc.StatusCode.OK
-# An enum member's .name is a descriptor call; a dict lookup is cheaper on
-# the path every call takes.
+# An enum member's .name is a descriptor call, and hashing one for a dict
+# lookup runs Enum.__hash__ in Python; the common case needs neither.
 _CODE_NAMES = {code: code.name for code in grpc.StatusCode}
 
 
@@ -114,17 +114,18 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
         module_label = function_label = UNKNOWN_LABEL
         code = _OK
         try:
-            if isinstance(request, Undecodable):
+            if request.__class__ is Undecodable:
                 raise InvalidArgument(_undecodable_message("Call", request))
             module = self._caller.module(request)
             module_label = module.name
             function = self._caller.function(request, module)
             function_label = function.name
-            self._gate.enter()
+            gate = self._gate
+            gate.enter()
             try:
                 output = self._caller.call(request, module, function, deadline, call_id, pixels)
             finally:
-                self._gate.leave()
+                gate.leave()
             return _respond(output, module)
         except Exception as e:
             code = _status_of(e)
@@ -243,7 +244,7 @@ class WasmtubeService(pb_grpc.WasmtubeServicer):
         call_id: int,
     ) -> None:
         seconds = time.perf_counter() - started
-        code_name = _CODE_NAMES[code]
+        code_name = "OK" if code is _OK else _CODE_NAMES[code]
         self._metrics.call_finished(module, function, code_name, seconds)
         if log.isEnabledFor(logging.DEBUG):
             named = (
