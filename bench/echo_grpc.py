@@ -7,8 +7,9 @@ bench/_modules.py), so the figures are the sidecar's own cost; one more row
 gives the p50 of the bundled Rust guest's `echo` (seed ABI), which parses
 and re-serialises the JSON with serde. The bare server
 (bench/bare_server.py) answers the same messages without any sandbox: the
-floor the Python gRPC stack sets. Measurements alternate between the two
-servers in rounds, so drift of a noisy machine spreads over both:
+floor the Python gRPC stack sets. Each figure is taken from the two servers
+back to back, in turns, in every round, so the drift of a noisy machine
+spreads over both:
   - latency p50 and p99 at concurrency 1 (sync stub, one call at a time);
   - calls/s at concurrency 1, 8 and 32, that many calls in flight on one
     connection, from two load generators: h2load (bench/_h2load.py), which
@@ -16,7 +17,7 @@ servers in rounds, so drift of a noisy machine spreads over both:
     which needs about a core of this 2-core machine for itself. Without
     h2load (apt-get install nghttp2-client) only the Python rows are shown.
 
-    python bench/echo_grpc.py [--seconds 8] [--rounds 4] [--json PATH]
+    python bench/echo_grpc.py [--seconds 12] [--rounds 8] [--json PATH]
 
 --seconds is the time per server and figure, split over --rounds rounds.
 
@@ -104,8 +105,8 @@ def load(generator: str, address: str, concurrency: int, seconds: float) -> tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="per server and figure")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds")
+    parser.add_argument("--seconds", type=float, default=12.0, help="per server and figure")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating rounds")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     per_round = args.seconds / args.rounds
@@ -154,11 +155,15 @@ def measure(
         (name, g, c): [0, 0.0] for name in addresses for g in generators for c in CONCURRENCY
     }
     for round_ in range(rounds):
+        # Figure by figure, the two servers back to back (in turns first):
+        # this machine's speed drifts over seconds, so the two figures of
+        # a pair are taken as close together as they can be.
         order = list(addresses) if round_ % 2 == 0 else list(reversed(addresses))
         for name in order:
             latency[name] += latency_us(stubs[name], per_round)
-            for generator in generators:
-                for concurrency in CONCURRENCY:
+        for generator in generators:
+            for concurrency in CONCURRENCY:
+                for name in order:
                     done, took = load(generator, addresses[name], concurrency, per_round)
                     calls[name, generator, concurrency][0] += done
                     calls[name, generator, concurrency][1] += took
