@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -20,6 +21,43 @@ def test_the_cap_refuses_one_more_and_a_leave_makes_room() -> None:
     gate.leave()
     gate.enter()
     assert gate.running == 2
+
+
+def test_racing_calls_never_pass_the_cap() -> None:
+    gate = CallGate(limit=3)
+    admitted = 0
+    most = 0
+    count = threading.Lock()
+    started = threading.Barrier(12)
+
+    def caller() -> None:
+        nonlocal admitted, most
+        started.wait()
+        for _ in range(2000):
+            try:
+                gate.enter()
+            except Overloaded:
+                continue
+            with count:
+                admitted += 1
+                most = max(most, admitted)
+            with count:
+                admitted -= 1
+            gate.leave()
+
+    # A thread switch every 10 us instead of 5 ms, to make races likely.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=caller) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        sys.setswitchinterval(interval)
+    assert 1 <= most <= 3  # never passed (reaching it: the test above)
+    assert gate.running == 0
 
 
 def test_draining_waits_for_running_calls_and_refuses_new_ones() -> None:

@@ -29,12 +29,12 @@ class CallGate:
     Every call passes here twice, and an uncontended threading.Lock costs
     ~0.35 us a use on this path (enter and leave took 1.1 us with one, 0.35
     us without). Each call instead puts a token in a list and takes one out:
-    list.append and list.pop are each atomic under the GIL. The cap is
-    checked before the append, so calls entering at the very same moment
-    may pass the cap by a few, which costs nothing the cap protects against.
-    Drain needs more care: enter() looks at the flag again after its append
-    and start_draining() looks at the list after setting the flag, so either
-    the drain sees the call or the call sees the drain (and backs out).
+    list.append and list.pop are each atomic under the GIL. A call puts its
+    token in first and then looks, so the cap is never passed: of calls
+    entering at the very same moment, one that would just fit may be refused,
+    and retries. The drain works the same way: enter() looks at the flag
+    after its append and start_draining() at the list after setting the
+    flag, so either the drain sees the call or the call sees the drain.
     """
 
     def __init__(self, limit: int) -> None:
@@ -46,17 +46,16 @@ class CallGate:
     def enter(self) -> None:
         """Admit one call, or raise Draining or Overloaded; pair with leave()."""
         tokens = self._tokens
+        tokens.append(None)
         if self._draining:
-            raise Draining(_DRAINING)
-        if len(tokens) >= self._limit:
+            self.leave()
+            raise Draining("wasmtube is shutting down and takes no new calls; retry")
+        if len(tokens) > self._limit:
+            self.leave()
             raise Overloaded(
                 f"wasmtube is handling {self._limit} requests, its --max-workers limit; "
                 f"retry with backoff"
             )
-        tokens.append(None)
-        if self._draining:
-            self.leave()
-            raise Draining(_DRAINING)
 
     def leave(self) -> None:
         tokens = self._tokens
@@ -77,6 +76,3 @@ class CallGate:
     @property
     def running(self) -> int:
         return len(self._tokens)
-
-
-_DRAINING = "wasmtube is shutting down and takes no new calls; retry"
