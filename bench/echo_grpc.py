@@ -118,8 +118,8 @@ def main() -> None:
         )
         with bare_server() as bare, daemon("--modules", modules) as ours:
             figures = measure(bare.address, ours.address, args.rounds, per_round)
-    rows = report(*figures)
-    notes = [f"{args.rounds} alternating rounds of {per_round:g} s per server and figure"]
+    rows, spreads = report(*figures)
+    notes = [f"{args.rounds} alternating rounds of {per_round:g} s per server and figure", *spreads]
     if H2LOAD is None:
         notes.append("h2load is not installed (apt-get install nghttp2-client): no h2load rows")
     print_table(TITLE, BASELINE, rows, notes)
@@ -134,14 +134,14 @@ def main() -> None:
 
 
 Latency = dict[str, list[float]]
-# [calls, seconds] by (server, load generator, concurrency).
-Calls = dict[tuple[str, str, int], list[float]]
+# (calls, seconds) of each round by (server, load generator, concurrency).
+Calls = dict[tuple[str, str, int], list[tuple[int, float]]]
 
 
 def measure(
     bare: str, ours: str, rounds: int, per_round: float
 ) -> tuple[Latency, Calls, list[float]]:
-    """Latency samples, [calls, seconds] per server and concurrency, Rust echo samples."""
+    """Latency samples, (calls, seconds) per round, server and concurrency, Rust echo samples."""
     addresses = {"bare": bare, "wasmtube": ours}
     channels = {name: grpc.insecure_channel(a) for name, a in addresses.items()}
     stubs = {name: pb_grpc.WasmtubeStub(c) for name, c in channels.items()}
@@ -151,9 +151,7 @@ def measure(
     latency: Latency = {"bare": [], "wasmtube": []}
     rust: list[float] = []
     generators = [g for g, _, _ in GENERATORS if g != "h2load" or H2LOAD is not None]
-    calls: Calls = {
-        (name, g, c): [0, 0.0] for name in addresses for g in generators for c in CONCURRENCY
-    }
+    calls: Calls = {(name, g, c): [] for name in addresses for g in generators for c in CONCURRENCY}
     for round_ in range(rounds):
         # Figure by figure, the two servers back to back (in turns first):
         # this machine's speed drifts over seconds, so the two figures of
@@ -164,16 +162,18 @@ def measure(
         for generator in generators:
             for concurrency in CONCURRENCY:
                 for name in order:
-                    done, took = load(generator, addresses[name], concurrency, per_round)
-                    calls[name, generator, concurrency][0] += done
-                    calls[name, generator, concurrency][1] += took
+                    calls[name, generator, concurrency].append(
+                        load(generator, addresses[name], concurrency, per_round)
+                    )
         rust += latency_us(stubs["wasmtube"], per_round / 2, RUST_REQUEST)
     for channel in channels.values():
         channel.close()
     return latency, calls, rust
 
 
-def report(latency: Latency, calls: Calls, rust: list[float]) -> list[Row]:
+def report(latency: Latency, calls: Calls, rust: list[float]) -> tuple[list[Row], list[str]]:
+    """The table's rows, and notes on how much the targeted ratios moved
+    from round to round."""
     rows = [
         Row(
             "p50_us",
@@ -184,23 +184,30 @@ def report(latency: Latency, calls: Calls, rust: list[float]) -> list[Row]:
         ),
         Row("p99_us", "p99 latency, us", p99(latency["bare"]), p99(latency["wasmtube"])),
     ]
+    notes = []
     for generator, label, suffix in GENERATORS:
         for concurrency in CONCURRENCY:
             if ("bare", generator, concurrency) not in calls:
                 continue  # no h2load here
-            bare, ours = (
-                done / took
-                for done, took in (calls[name, generator, concurrency] for name in SERVERS)
-            )
+            bare, ours = (calls[name, generator, concurrency] for name in SERVERS)
+            per_round = [
+                (o_done / o_took) / (b_done / b_took)
+                for (b_done, b_took), (o_done, o_took) in zip(bare, ours, strict=True)
+            ]
+            figure = f"calls/s at concurrency {concurrency}, {label}"
+            target = Target(">=", 0.90) if concurrency == 8 else None
             rows.append(
                 Row(
                     f"calls_per_s_c{concurrency}{suffix}",
-                    f"calls/s at concurrency {concurrency}, {label}",
-                    bare,
-                    ours,
-                    Target(">=", 0.90) if concurrency == 8 else None,
+                    figure,
+                    _rate(bare),
+                    _rate(ours),
+                    target,
+                    extra={"round_ratios": per_round},
                 )
             )
+            if target is not None:
+                notes.append(f"{figure}: ratio per round {_spread(per_round)}")
     rows.append(
         Row(
             "p50_us_rust_echo",
@@ -209,7 +216,23 @@ def report(latency: Latency, calls: Calls, rust: list[float]) -> list[Row]:
             statistics.median(rust),
         )
     )
-    return rows
+    return rows, notes
+
+
+def _rate(rounds: list[tuple[int, float]]) -> float:
+    """Calls/s over all rounds."""
+    return sum(done for done, _ in rounds) / sum(took for _, took in rounds)
+
+
+def _spread(values: list[float]) -> str:
+    """'median M, quartiles Q1 to Q3, range LO to HI' of per-round ratios."""
+    if len(values) < 2:
+        return f"{values[0]:.2f}"
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return (
+        f"median {median:.2f}, quartiles {q1:.2f} to {q3:.2f}, "
+        f"range {min(values):.2f} to {max(values):.2f}"
+    )
 
 
 if __name__ == "__main__":
