@@ -29,11 +29,7 @@ _U64 = 0xFFFFFFFFFFFFFFFF
 
 
 def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds: float) -> Output:
-    if payload.__class__ is bytes:  # JSON, the common case: unpack() inline
-        data: bytes | memoryview = payload  # type: ignore[assignment]
-        sizes: tuple[int, ...] = ()
-    else:
-        data, sizes = unpack(payload)
+    data, sizes = unpack(payload)
     size = len(data)
     memory = instance.memory
     kept = instance.input_buffer
