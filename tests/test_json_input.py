@@ -1,16 +1,19 @@
-"""A request's JSON is checked by json's C scanner alone: it must accept and
-refuse exactly what json.loads does, whatever the text."""
+"""A request's JSON, and with --check-output a guest's, is checked by json's C
+scanner alone: it must accept and refuse exactly what json.loads does,
+whatever the text."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from wasmtube_server.calls import _json
-from wasmtube_server.errors import InvalidArgument
+from wasmtube_server.calls import _check_json_output, _json
+from wasmtube_server.errors import GuestOutputError, InvalidArgument
 
 # Text made mostly of JSON's own characters, so that many samples are valid,
 # many almost valid, and whitespace lands before, between and after values.
@@ -26,6 +29,18 @@ def accepts(text: str) -> bool:
     try:
         _json(text)
     except InvalidArgument:
+        return False
+    return True
+
+
+# _check_json_output names the function in its message, nothing more.
+FUNCTION: Any = SimpleNamespace(name="f")
+
+
+def output_accepted(text: str) -> bool:
+    try:
+        _check_json_output(FUNCTION, text)
+    except GuestOutputError:
         return False
     return True
 
@@ -48,6 +63,7 @@ def loads(text: str) -> bool:
 @example("[" * 5000 + "]" * 5000)
 def test_same_verdict_as_json_loads(text: str) -> None:
     assert accepts(text) == loads(text)
+    assert output_accepted(text) == loads(text)
 
 
 @settings(max_examples=500, deadline=None)
@@ -71,3 +87,11 @@ def test_refusals_say_why(text: str, message: str) -> None:
     with pytest.raises(InvalidArgument) as error:
         _json(text)
     assert error.value.message.startswith(message)
+
+
+def test_output_refusal_says_why() -> None:
+    with pytest.raises(GuestOutputError) as error:
+        _check_json_output(FUNCTION, "{} {}")
+    assert error.value.message == (
+        "function 'f' returned 5 characters that are not JSON: Extra data at character 3: '{} {}'"
+    )

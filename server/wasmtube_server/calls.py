@@ -156,21 +156,28 @@ def _payload(
 
 
 # json.loads wraps its C scanner in three Python calls and two regex matches;
-# on the path of every JSON call the scanner alone does. It parses one value
-# at the start of the text, which is valid JSON if only JSON whitespace
-# follows. Anything else (leading whitespace too) goes to json.loads, which
-# decides the same way and words the error.
+# on the path of every JSON call (the input, and the output with
+# --check-output) the scanner alone does. It parses one value at the start of
+# the text, which is valid JSON if only JSON whitespace follows. Text it
+# refuses (leading whitespace too) goes to json.loads, which decides the same
+# way and words the error.
 # (JSONDecoder.__init__ sets scan_once; typeshed leaves it out.)
 _scan_value: Callable[[str, int], tuple[object, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _JSON_WHITESPACE = " \t\n\r"
 
 
-def _json(text: str) -> bytes:
+def _scans_as_json(text: str) -> bool:
+    """Whether `text` is one JSON value, by the scanner alone; False leaves
+    the last word to json.loads."""
     try:
         end = _scan_value(text, 0)[1]
     except (StopIteration, ValueError, RecursionError):
-        end = -1
-    if end != len(text) and (end < 0 or text[end:].strip(_JSON_WHITESPACE)):
+        return False
+    return end == len(text) or not text[end:].strip(_JSON_WHITESPACE)
+
+
+def _json(text: str) -> bytes:
+    if not _scans_as_json(text):
         _check_json_input(text)
     return text.encode("utf-8")
 
@@ -216,6 +223,8 @@ def _image(image: pb.Image, function: ExportedFunction, pixels: memoryview | Non
 
 
 def _check_json_output(function: ExportedFunction, text: str) -> None:
+    if _scans_as_json(text):
+        return
     try:
         json.loads(text)
     except json.JSONDecodeError as e:
