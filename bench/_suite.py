@@ -123,9 +123,15 @@ def fmt(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def print_table(title: str, baseline: str, rows: Sequence[Row], notes: Sequence[str] = ()) -> None:
-    """figure | baseline | wasmtube | ratio | target | met, then notes."""
-    header = ("figure", baseline, "wasmtube", "ratio", "target", "")
+def print_table(
+    title: str,
+    baseline: str,
+    rows: Sequence[Row],
+    notes: Sequence[str] = (),
+    subject: str = "wasmtube",
+) -> None:
+    """figure | baseline | subject | ratio | target | met, then notes."""
+    header = ("figure", baseline, subject, "ratio", "target", "")
     cells = [
         (
             row.figure,
@@ -181,11 +187,12 @@ class Bare(NamedTuple):
 
 
 @contextmanager
-def bare_server() -> Iterator[Bare]:
-    """bench/bare_server.py in a subprocess on a free port, ready to call."""
+def bare_server(*options: str) -> Iterator[Bare]:
+    """bench/bare_server.py in a subprocess on a free port, ready to call;
+    `options` are its command-line options (--spin-us, --release-gil)."""
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("bare_server.py")), address]
+        [sys.executable, str(Path(__file__).with_name("bare_server.py")), address, *options]
     )
     try:
         with grpc.insecure_channel(address) as channel:

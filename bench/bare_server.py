@@ -10,8 +10,10 @@ server settings as the daemon (sync server, its thread pool, message limits).
 
 from __future__ import annotations
 
+import argparse
+import ctypes
 import signal
-import sys
+import time
 
 import grpc
 
@@ -29,14 +31,38 @@ class BareEcho(pb_grpc.WasmtubeServicer):
         return pb.CallResponse(json=request.json, module_sha256="0" * 64, generation=1)
 
 
+class CostlyEcho(BareEcho):
+    """BareEcho, with a handler that costs what the options say."""
+
+    def __init__(self, spin_us: float, release_gil: bool) -> None:
+        self._spin_seconds = spin_us / 1e6
+        # ctypes releases the GIL around every call into a CDLL's function.
+        self._c_call = ctypes.CDLL(None).getpid if release_gil else None
+
+    def Call(self, request: pb.CallRequest, context: grpc.ServicerContext) -> pb.CallResponse:
+        end = time.perf_counter() + self._spin_seconds
+        while time.perf_counter() < end:
+            pass
+        if self._c_call is not None:
+            self._c_call()
+        return super().Call(request, context)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("address", help="host:port to listen on")
+    parser.add_argument("--spin-us", type=float, default=0.0, help="Python to run per call")
+    parser.add_argument("--release-gil", action="store_true", help="one GIL-releasing C call")
+    args = parser.parse_args()
     size = 64 << 20
     server = grpc.server(
         HandlerPool(max_workers=68),
         options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
     )
-    pb_grpc.add_WasmtubeServicer_to_server(BareEcho(), server)
-    server.add_insecure_port(sys.argv[1])
+    costly = args.spin_us > 0 or args.release_gil
+    servicer = CostlyEcho(args.spin_us, args.release_gil) if costly else BareEcho()
+    pb_grpc.add_WasmtubeServicer_to_server(servicer, server)
+    server.add_insecure_port(args.address)
     server.start()
     signal.signal(signal.SIGTERM, lambda *_: server.stop(0))
     server.wait_for_termination()

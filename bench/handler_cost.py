@@ -1,0 +1,137 @@
+"""What any handler costs on this gRPC stack: a yardstick for scenario 1.
+
+Scenario 1 compares wasmtube with a bare grpcio server whose handler does
+nothing. This benchmark puts handlers of known cost between the two, all
+bench/bare_server.py with the same settings, each in its own process:
+  - one that spins --spin-us microseconds of Python (default 15, about what
+    wasmtube's handler takes in a hot loop) before answering;
+  - one that also makes a single C call that releases the GIL and returns
+    at once: a guest call must release it, or two guests could never run
+    at once (scenario 4);
+  - one that makes that C call alone;
+and the wasmtube daemon serving scenario 1's echo guest. Each is measured
+against the plain bare server, back to back in every round: calls/s at
+concurrency 8 (h2load if installed, else the Python client) and p50 latency
+at concurrency 1. The ratios say how much of scenario 1's gap any sandbox
+with parallel guests would pay on this stack.
+
+    python bench/handler_cost.py [--spin-us 15] [--seconds 12] [--rounds 8] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+from pathlib import Path
+
+import grpc
+from _daemon import daemon
+from _h2load import H2LOAD
+from _modules import echo_module
+from _suite import Row, bare_server, print_table, write_json
+from echo_grpc import latency_us, load
+
+from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
+
+CONCURRENCY = 8
+TITLE = "What a handler costs: servers of known cost and wasmtube, vs a bare grpcio server"
+BASELINE = "bare grpcio"
+
+
+def servers(spin_us: float) -> dict[str, tuple[str, ...] | None]:
+    """Label -> bare_server options, or None for the wasmtube daemon."""
+    spin = ("--spin-us", f"{spin_us:g}")
+    return {
+        "bare": (),
+        f"spins {spin_us:g} us of Python": spin,
+        f"spins {spin_us:g} us, then one GIL-releasing C call": (*spin, "--release-gil"),
+        "one GIL-releasing C call": ("--release-gil",),
+        "wasmtube, echo guest": None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spin-us", type=float, default=15.0, help="Python per call")
+    parser.add_argument("--seconds", type=float, default=12.0, help="per server and figure")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating rounds")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    per_round = args.seconds / args.rounds
+    generator = "h2load" if H2LOAD is not None else "python"
+    options = servers(args.spin_us)
+    rates: dict[str, list[float]] = {label: [] for label in options}
+    latency: dict[str, list[float]] = {label: [] for label in options}
+
+    with tempfile.TemporaryDirectory() as modules, contextlib.ExitStack() as stack:
+        (Path(modules) / "echo.wasm").write_bytes(echo_module())
+        addresses = {
+            label: stack.enter_context(
+                daemon("--modules", modules) if server is None else bare_server(*server)
+            ).address
+            for label, server in options.items()
+        }
+        stubs = {
+            label: pb_grpc.WasmtubeStub(stack.enter_context(grpc.insecure_channel(address)))
+            for label, address in addresses.items()
+        }
+        for label, address in addresses.items():  # warm-up
+            latency_us(stubs[label], 0.3)
+            load(generator, address, CONCURRENCY, 0.3)
+        for round_ in range(args.rounds):
+            order = list(options) if round_ % 2 == 0 else list(reversed(options))
+            for label in order:
+                calls, took = load(generator, addresses[label], CONCURRENCY, per_round)
+                rates[label].append(calls / took)
+            for label in order:
+                latency[label] += latency_us(stubs[label], per_round / 2)
+
+    rows = []
+    for label in options:
+        if label == "bare":
+            continue
+        ratios = [ours / bare for ours, bare in zip(rates[label], rates["bare"], strict=True)]
+        rows.append(
+            Row(
+                f"calls_per_s_c{CONCURRENCY}:{label}",
+                f"calls/s at concurrency {CONCURRENCY}: {label}",
+                statistics.median(rates["bare"]),
+                statistics.median(rates[label]),
+                extra={"round_ratios": ratios},
+            )
+        )
+    for label in options:
+        if label != "bare":
+            rows.append(
+                Row(
+                    f"p50_us:{label}",
+                    f"p50 latency, us: {label}",
+                    statistics.median(latency["bare"]),
+                    statistics.median(latency[label]),
+                )
+            )
+    notes = [
+        f"{args.rounds} alternating rounds of {per_round:g} s per server; "
+        f"calls/s from {'h2load' if generator == 'h2load' else 'the Python client'}",
+        "ratios of calls/s are medians over rounds of the round's own ratio: "
+        + ", ".join(
+            f"{row.figure.split(': ', 1)[1]} {statistics.median(row.extra['round_ratios']):.2f}"
+            for row in rows
+            if "round_ratios" in row.extra
+        ),
+    ]
+    print_table(TITLE, BASELINE, rows, notes, subject="server")
+    write_json(
+        args.json,
+        "handler_cost",
+        TITLE,
+        BASELINE,
+        rows,
+        {"spin_us": args.spin_us, "seconds": args.seconds, "rounds": args.rounds},
+    )
+
+
+if __name__ == "__main__":
+    main()
