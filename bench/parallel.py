@@ -6,6 +6,9 @@ repeat times 2 calls one after another (concurrency 1) and 2 calls at once
   - baseline: plain wasmtime-py in this process, one instance per thread
     (default Engine; ctypes lets go of the GIL during a call), which shows how
     much of 2 cores this machine gives right now;
+  - the same with epoch interruption on, as wasmtube's Engine has it (a far
+    deadline, a ticker thread at wasmtube's rate): what the check on every
+    loop back-edge, the price of deadlines, does to the scaling by itself;
   - wasmtube: a daemon in a subprocess with --module-concurrency 2, called
     over gRPC from this process.
 The scaling is (time for 2 calls in sequence) / (time for 2 calls at once),
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +39,7 @@ from _suite import Row, Target, print_table, write_json
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube_server import BUNDLED_MODULES_DIR
+from wasmtube_server.sandbox.runtime import TICK_SECONDS
 
 SEED_OFFSET = 42
 TITLE = "Scenario 4: CPU-bound guest (busy) at concurrency 1 and 2"
@@ -57,11 +62,26 @@ class Guest:
         return bytes(self.memory.read(self.store, SEED_OFFSET, SEED_OFFSET + length))
 
 
-def wasmtime_guests(request: bytes, count: int) -> list[Guest]:
-    """`count` independent guests sharing one default Engine and Module."""
-    engine = wasmtime.Engine()
+def wasmtime_guests(request: bytes, count: int, epochs: bool = False) -> list[Guest]:
+    """`count` independent guests sharing one Engine and Module: a default
+    Engine, or with `epochs` one with epoch interruption whose epoch a daemon
+    thread advances every TICK_SECONDS, and whose deadline never comes."""
+    config = wasmtime.Config()
+    config.epoch_interruption = epochs
+    engine = wasmtime.Engine(config)
     module = wasmtime.Module(engine, (BUNDLED_MODULES_DIR / "wasm_test.wasm").read_bytes())
-    return [Guest(engine, module, request) for _ in range(count)]
+    guests = [Guest(engine, module, request) for _ in range(count)]
+    if epochs:
+        for guest in guests:
+            guest.store.set_epoch_deadline(1 << 62)
+
+        def tick() -> None:
+            while True:
+                time.sleep(TICK_SECONDS)
+                engine.increment_epoch()
+
+        threading.Thread(target=tick, name="epoch-ticker", daemon=True).start()
+    return guests
 
 
 def time_pair(
@@ -89,14 +109,16 @@ def main() -> None:
     text = json.dumps({"n": args.rounds})
     request = pb.CallRequest(module="wasm_test", function="busy", json=text)
     guest_1, guest_2 = wasmtime_guests(text.encode(), 2)
+    epoch_1, epoch_2 = wasmtime_guests(text.encode(), 2, epochs=True)
     samples: dict[str, dict[str, list[float]]] = {
-        name: {"sequential": [], "parallel": []} for name in ("baseline", "wasmtube")
+        name: {"sequential": [], "parallel": []} for name in ("baseline", "epochs", "wasmtube")
     }
     with daemon("--module-concurrency", "2") as running, ThreadPoolExecutor(2) as pool:
         stub = running.stub
         # Warm-up, and both must compute the same value.
         expected = json.loads(guest_1())["value"]
-        guest_2()
+        for guest in (guest_2, epoch_1, epoch_2):
+            guest()
         if json.loads(stub.Call(request).json)["value"] != expected:
             raise SystemExit("wasmtube's busy answered a different value than wasmtime-py's")
 
@@ -106,6 +128,7 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, first, second in (
                 ("baseline", guest_1, guest_2),
+                ("epochs", epoch_1, epoch_2),
                 ("wasmtube", call, call),
             ):
                 sequential, parallel = time_pair(first, second, pool)
@@ -132,15 +155,26 @@ def main() -> None:
             scaling["wasmtube"],
             Target(">=", 1.8, on="wasmtube"),
         ),
+        Row(
+            "scaling_vs_epochs",
+            "scaling c2 / c1, baseline with epoch interruption",
+            scaling["epochs"],
+            scaling["wasmtube"],
+        ),
     ]
     notes = [
         f"busy(n={args.rounds:,}), medians of {args.repeat} repeats; {os.cpu_count()} CPUs; "
         "2.00 is perfect scaling on 2 cores",
-        "all per-repeat scalings, wasmtube: "
-        + ", ".join(
-            f"{s / p:.2f}"
-            for s, p in zip(
-                samples["wasmtube"]["sequential"], samples["wasmtube"]["parallel"], strict=True
+        *(
+            f"all per-repeat scalings, {label}: "
+            + ", ".join(
+                f"{s / p:.2f}"
+                for s, p in zip(samples[name]["sequential"], samples[name]["parallel"], strict=True)
+            )
+            for name, label in (
+                ("baseline", "baseline"),
+                ("epochs", "baseline with epoch interruption"),
+                ("wasmtube", "wasmtube"),
             )
         ),
     ]
