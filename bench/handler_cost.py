@@ -52,6 +52,30 @@ def servers(spin_us: float) -> dict[str, tuple[str, ...] | None]:
     }
 
 
+def round_ratios(samples: dict[str, list[float]], label: str) -> list[float]:
+    """Each round's figure for server `label` over the plain bare server's."""
+    return [ours / bare for ours, bare in zip(samples[label], samples["bare"], strict=True)]
+
+
+def figure_rows(
+    key: str, figure: str, samples: dict[str, list[float]], one_per_round: bool = False
+) -> list[Row]:
+    """A row for each server but the plain bare one: its median against the
+    bare server's; with `one_per_round` (a sample a round), each round's ratio
+    in the JSON."""
+    return [
+        Row(
+            f"{key}:{label}",
+            f"{figure}: {label}",
+            statistics.median(samples["bare"]),
+            statistics.median(values),
+            extra={"round_ratios": round_ratios(samples, label)} if one_per_round else {},
+        )
+        for label, values in samples.items()
+        if label != "bare"
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spin-us", type=float, default=15.0, help="Python per call")
@@ -88,38 +112,23 @@ def main() -> None:
             for label in order:
                 latency[label] += latency_us(stubs[label], per_round / 2)
 
-    rows = []
-    for label in options:
-        if label == "bare":
-            continue
-        ratios = [ours / bare for ours, bare in zip(rates[label], rates["bare"], strict=True)]
-        rows.append(
-            Row(
-                f"calls_per_s_c{CONCURRENCY}:{label}",
-                f"calls/s at concurrency {CONCURRENCY}: {label}",
-                statistics.median(rates["bare"]),
-                statistics.median(rates[label]),
-                extra={"round_ratios": ratios},
-            )
-        )
-    for label in options:
-        if label != "bare":
-            rows.append(
-                Row(
-                    f"p50_us:{label}",
-                    f"p50 latency, us: {label}",
-                    statistics.median(latency["bare"]),
-                    statistics.median(latency[label]),
-                )
-            )
+    rows = [
+        *figure_rows(
+            f"calls_per_s_c{CONCURRENCY}",
+            f"calls/s at concurrency {CONCURRENCY}",
+            rates,
+            one_per_round=True,
+        ),
+        *figure_rows("p50_us", "p50 latency, us", latency),
+    ]
     notes = [
         f"{args.rounds} alternating rounds of {per_round:g} s per server; "
         f"calls/s from {'h2load' if generator == 'h2load' else 'the Python client'}",
         "ratios of calls/s are medians over rounds of the round's own ratio: "
         + ", ".join(
-            f"{row.figure.split(': ', 1)[1]} {statistics.median(row.extra['round_ratios']):.2f}"
-            for row in rows
-            if "round_ratios" in row.extra
+            f"{label} {statistics.median(round_ratios(rates, label)):.2f}"
+            for label in options
+            if label != "bare"
         ),
     ]
     print_table(TITLE, BASELINE, rows, notes, subject="server")
