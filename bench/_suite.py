@@ -38,6 +38,17 @@ def p99(samples: Sequence[float]) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[98]
 
 
+def spread(ratios: Sequence[float]) -> str:
+    """'median M, quartiles Q1 to Q3, range LO to HI' of per-round ratios."""
+    if len(ratios) < 2:
+        return f"{ratios[0]:.2f}"
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return (
+        f"median {median:.2f}, quartiles {q1:.2f} to {q3:.2f}, "
+        f"range {min(ratios):.2f} to {max(ratios):.2f}"
+    )
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of process `pid`: VmRSS in /proc/PID/status."""
     with open(f"/proc/{pid}/status") as f:

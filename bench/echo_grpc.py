@@ -40,7 +40,7 @@ import grpc.aio
 from _daemon import daemon
 from _h2load import H2LOAD, h2load_rate
 from _modules import echo_module
-from _suite import Row, Target, bare_server, p99, print_table, write_json
+from _suite import Row, Target, bare_server, p99, print_table, spread, write_json
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
@@ -207,7 +207,7 @@ def report(latency: Latency, calls: Calls, rust: list[float]) -> tuple[list[Row]
                 )
             )
             if target is not None:
-                notes.append(f"{figure}: ratio per round {_spread(per_round)}")
+                notes.append(f"{figure}: ratio per round {spread(per_round)}")
     rows.append(
         Row(
             "p50_us_rust_echo",
@@ -222,17 +222,6 @@ def report(latency: Latency, calls: Calls, rust: list[float]) -> tuple[list[Row]
 def _rate(rounds: list[tuple[int, float]]) -> float:
     """Calls/s over all rounds."""
     return sum(done for done, _ in rounds) / sum(took for _, took in rounds)
-
-
-def _spread(values: list[float]) -> str:
-    """'median M, quartiles Q1 to Q3, range LO to HI' of per-round ratios."""
-    if len(values) < 2:
-        return f"{values[0]:.2f}"
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return (
-        f"median {median:.2f}, quartiles {q1:.2f} to {q3:.2f}, "
-        f"range {min(values):.2f} to {max(values):.2f}"
-    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import grpc
 from _daemon import daemon
 from _h2load import H2LOAD
 from _modules import echo_module
-from _suite import Row, bare_server, print_table, write_json
+from _suite import Row, bare_server, print_table, spread, write_json
 from echo_grpc import latency_us, load
 
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
@@ -124,9 +124,8 @@ def main() -> None:
     notes = [
         f"{args.rounds} alternating rounds of {per_round:g} s per server; "
         f"calls/s from {'h2load' if generator == 'h2load' else 'the Python client'}",
-        "ratios of calls/s are medians over rounds of the round's own ratio: "
-        + ", ".join(
-            f"{label} {statistics.median(round_ratios(rates, label)):.2f}"
+        *(
+            f"calls/s, {label}: ratio per round {spread(round_ratios(rates, label))}"
             for label in options
             if label != "bare"
         ),

@@ -6,9 +6,9 @@ repeat times 2 calls one after another (concurrency 1) and 2 calls at once
   - baseline: plain wasmtime-py in this process, one instance per thread
     (default Engine; ctypes lets go of the GIL during a call), which shows how
     much of 2 cores this machine gives right now;
-  - the same with epoch interruption on, as wasmtube's Engine has it (a far
-    deadline, a ticker thread at wasmtube's rate): what the check on every
-    loop back-edge, the price of deadlines, does to the scaling by itself;
+  - the same on wasmtube's own Engine, with its epoch ticker running and a
+    deadline that never comes: what the check on every loop back-edge, the
+    price of deadlines, does to the scaling by itself;
   - wasmtube: a daemon in a subprocess with --module-concurrency 2, called
     over gRPC from this process.
 The scaling is (time for 2 calls in sequence) / (time for 2 calls at once),
@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +38,7 @@ from _suite import Row, Target, print_table, write_json
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube_server import BUNDLED_MODULES_DIR
-from wasmtube_server.sandbox.runtime import TICK_SECONDS
+from wasmtube_server.sandbox import Limits, Runtime
 
 SEED_OFFSET = 42
 TITLE = "Scenario 4: CPU-bound guest (busy) at concurrency 1 and 2"
@@ -62,26 +61,10 @@ class Guest:
         return bytes(self.memory.read(self.store, SEED_OFFSET, SEED_OFFSET + length))
 
 
-def wasmtime_guests(request: bytes, count: int, epochs: bool = False) -> list[Guest]:
-    """`count` independent guests sharing one Engine and Module: a default
-    Engine, or with `epochs` one with epoch interruption whose epoch a daemon
-    thread advances every TICK_SECONDS, and whose deadline never comes."""
-    config = wasmtime.Config()
-    config.epoch_interruption = epochs
-    engine = wasmtime.Engine(config)
+def wasmtime_guests(request: bytes, count: int, engine: wasmtime.Engine) -> list[Guest]:
+    """`count` independent guests sharing `engine` and one Module."""
     module = wasmtime.Module(engine, (BUNDLED_MODULES_DIR / "wasm_test.wasm").read_bytes())
-    guests = [Guest(engine, module, request) for _ in range(count)]
-    if epochs:
-        for guest in guests:
-            guest.store.set_epoch_deadline(1 << 62)
-
-        def tick() -> None:
-            while True:
-                time.sleep(TICK_SECONDS)
-                engine.increment_epoch()
-
-        threading.Thread(target=tick, name="epoch-ticker", daemon=True).start()
-    return guests
+    return [Guest(engine, module, request) for _ in range(count)]
 
 
 def time_pair(
@@ -108,8 +91,12 @@ def main() -> None:
 
     text = json.dumps({"n": args.rounds})
     request = pb.CallRequest(module="wasm_test", function="busy", json=text)
-    guest_1, guest_2 = wasmtime_guests(text.encode(), 2)
-    epoch_1, epoch_2 = wasmtime_guests(text.encode(), 2, epochs=True)
+    guest_1, guest_2 = wasmtime_guests(text.encode(), 2, wasmtime.Engine())
+    runtime = Runtime(Limits())
+    runtime.start()
+    epoch_1, epoch_2 = wasmtime_guests(text.encode(), 2, runtime.engine)
+    for guest in (epoch_1, epoch_2):
+        guest.store.set_epoch_deadline(1 << 62)
     samples: dict[str, dict[str, list[float]]] = {
         name: {"sequential": [], "parallel": []} for name in ("baseline", "epochs", "wasmtube")
     }
@@ -134,6 +121,7 @@ def main() -> None:
                 sequential, parallel = time_pair(first, second, pool)
                 samples[name]["sequential"].append(sequential)
                 samples[name]["parallel"].append(parallel)
+    runtime.stop()
 
     seq = {name: statistics.median(s["sequential"]) for name, s in samples.items()}
     par = {name: statistics.median(s["parallel"]) for name, s in samples.items()}
