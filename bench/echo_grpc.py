@@ -9,7 +9,8 @@ and re-serialises the JSON with serde. The bare server
 (bench/bare_server.py) answers the same messages without any sandbox: the
 floor the Python gRPC stack sets. Each figure is taken from the two servers
 back to back, in turns, in every round, so the drift of a noisy machine
-spreads over both:
+spreads over both; and every round starts both servers anew, so that no
+figure rests on one lucky or unlucky process (fresh_servers):
   - latency p50 and p99 at concurrency 1 (sync stub, one call at a time);
   - calls/s at concurrency 1, 8 and 32, that many calls in flight on one
     connection, from two load generators: h2load (bench/_h2load.py), which
@@ -29,11 +30,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -52,7 +56,7 @@ RUST_REQUEST = pb.CallRequest(module="wasm_test", function="echo", json=PAYLOAD)
 # What either server answers: the same length from both, which h2load checks.
 RESPONSE = pb.CallResponse(json=PAYLOAD, module_sha256="0" * 64, generation=1)
 CONCURRENCY = (1, 8, 32)
-SERVERS = ("bare", "wasmtube")
+SERVERS: tuple[str, ...] = ("bare", "wasmtube")
 # Load generators: name, label in the table, key suffix in the JSON.
 GENERATORS = (("h2load", "h2load", "_h2load"), ("python", "Python client", ""))
 TITLE = f"Scenario 1: echo of {len(PAYLOAD)} B over gRPC, wasmtube vs bare grpcio"
@@ -111,15 +115,22 @@ def main() -> None:
     args = parser.parse_args()
     per_round = args.seconds / args.rounds
 
-    with tempfile.TemporaryDirectory() as modules:
+    generators = [g for g, _, _ in GENERATORS if g != "h2load" or H2LOAD is not None]
+    figures = Figures(generators)
+    with tempfile.TemporaryDirectory() as modules, tempfile.TemporaryDirectory() as cache:
         (Path(modules) / "echo.wasm").write_bytes(echo_module())
         (Path(modules) / "wasm_test.wasm").write_bytes(
             (BUNDLED_MODULES_DIR / "wasm_test.wasm").read_bytes()
         )
-        with bare_server() as bare, daemon("--modules", modules) as ours:
-            figures = measure(bare.address, ours.address, args.rounds, per_round)
-    rows, spreads = report(*figures)
-    notes = [f"{args.rounds} alternating rounds of {per_round:g} s per server and figure", *spreads]
+        for round_ in range(args.rounds):
+            with fresh_servers(modules, cache, round_) as addresses:
+                measure_round(addresses, round_, per_round, generators, figures)
+    rows, spreads = report(figures)
+    notes = [
+        f"{args.rounds} alternating rounds of {per_round:g} s per server and figure, "
+        "each on a new pair of server processes",
+        *spreads,
+    ]
     if H2LOAD is None:
         notes.append("h2load is not installed (apt-get install nghttp2-client): no h2load rows")
     print_table(TITLE, BASELINE, rows, notes)
@@ -133,47 +144,77 @@ def main() -> None:
     )
 
 
-Latency = dict[str, list[float]]
 # (calls, seconds) of each round by (server, load generator, concurrency).
 Calls = dict[tuple[str, str, int], list[tuple[int, float]]]
 
 
-def measure(
-    bare: str, ours: str, rounds: int, per_round: float
-) -> tuple[Latency, Calls, list[float]]:
-    """Latency samples, (calls, seconds) per round, server and concurrency, Rust echo samples."""
-    addresses = {"bare": bare, "wasmtube": ours}
-    channels = {name: grpc.insecure_channel(a) for name, a in addresses.items()}
-    stubs = {name: pb_grpc.WasmtubeStub(c) for name, c in channels.items()}
-    for stub in stubs.values():  # warm-up: connections, pooled instances
-        latency_us(stub, 0.5)
-    latency_us(stubs["wasmtube"], 0.5, RUST_REQUEST)
-    latency: Latency = {"bare": [], "wasmtube": []}
-    rust: list[float] = []
-    generators = [g for g, _, _ in GENERATORS if g != "h2load" or H2LOAD is not None]
-    calls: Calls = {(name, g, c): [] for name in addresses for g in generators for c in CONCURRENCY}
-    for round_ in range(rounds):
-        # Figure by figure, the two servers back to back (in turns first):
-        # this machine's speed drifts over seconds, so the two figures of
-        # a pair are taken as close together as they can be.
-        order = list(addresses) if round_ % 2 == 0 else list(reversed(addresses))
+class Figures:
+    """What the rounds measured: latency samples by server, (calls, seconds)
+    per round by server, load generator and concurrency, Rust echo samples."""
+
+    def __init__(self, generators: list[str]) -> None:
+        self.latency: dict[str, list[float]] = {name: [] for name in SERVERS}
+        self.calls: Calls = {
+            (n, g, c): [] for n in SERVERS for g in generators for c in CONCURRENCY
+        }
+        self.rust: list[float] = []
+
+
+@contextlib.contextmanager
+def fresh_servers(modules: str, cache: str, round_: int) -> Iterator[dict[str, str]]:
+    """A new bare server and daemon, started in turns first: server name -> address.
+
+    Each round gets new processes because a process keeps its speed for its
+    whole life: two identical daemons, each started anew, differ by several
+    percent from one pair of processes to the next (README, run C), more
+    than the differences this benchmark is after. New pairs spread that over
+    the rounds, as the turns spread the machine's drift.
+    """
+    starts: dict[str, Callable[[], contextlib.AbstractContextManager[Any]]] = {
+        "bare": bare_server,
+        # The cache only makes restarts quick: calls run the same code.
+        "wasmtube": lambda: daemon("--modules", modules, "--cache-dir", cache),
+    }
+    order = SERVERS if round_ % 2 == 0 else SERVERS[::-1]
+    with contextlib.ExitStack() as stack:
+        addresses = {name: stack.enter_context(starts[name]()).address for name in order}
+        yield {name: addresses[name] for name in SERVERS}
+
+
+def measure_round(
+    addresses: dict[str, str],
+    round_: int,
+    per_round: float,
+    generators: list[str],
+    figures: Figures,
+) -> None:
+    """One round on new servers: warm them up, then each figure from both,
+    back to back (in turns first: this machine's speed drifts over seconds,
+    so the two figures of a pair are taken as close together as they can be)."""
+    with contextlib.ExitStack() as stack:
+        stubs = {
+            name: pb_grpc.WasmtubeStub(stack.enter_context(grpc.insecure_channel(address)))
+            for name, address in addresses.items()
+        }
+        for stub in stubs.values():  # warm-up: connections, pooled instances
+            latency_us(stub, 0.5)
+        latency_us(stubs["wasmtube"], 0.5, RUST_REQUEST)
+        order = SERVERS if round_ % 2 == 0 else SERVERS[::-1]
         for name in order:
-            latency[name] += latency_us(stubs[name], per_round)
+            figures.latency[name] += latency_us(stubs[name], per_round)
         for generator in generators:
             for concurrency in CONCURRENCY:
                 for name in order:
-                    calls[name, generator, concurrency].append(
+                    figures.calls[name, generator, concurrency].append(
                         load(generator, addresses[name], concurrency, per_round)
                     )
-        rust += latency_us(stubs["wasmtube"], per_round / 2, RUST_REQUEST)
-    for channel in channels.values():
-        channel.close()
-    return latency, calls, rust
+        figures.rust += latency_us(stubs["wasmtube"], per_round / 2, RUST_REQUEST)
 
 
-def report(latency: Latency, calls: Calls, rust: list[float]) -> tuple[list[Row], list[str]]:
+def report(figures: Figures) -> tuple[list[Row], list[str]]:
     """The table's rows, and notes on how much the targeted ratios moved
     from round to round."""
+    latency, calls, rust = figures.latency, figures.calls, figures.rust
     rows = [
         Row(
             "p50_us",

@@ -10,10 +10,11 @@ bench/bare_server.py with the same settings, each in its own process:
     at once (scenario 4);
   - one that makes that C call alone;
 and the wasmtube daemon serving scenario 1's echo guest. Each is measured
-against the plain bare server, back to back in every round: calls/s at
-concurrency 8 (h2load if installed, else the Python client) and p50 latency
-at concurrency 1. The ratios say how much of scenario 1's gap any sandbox
-with parallel guests would pay on this stack.
+against the plain bare server, back to back in every round, on new
+processes every round: calls/s at concurrency 8 (h2load if installed, else
+the Python client) and p50 latency at concurrency 1. The ratios say how
+much of scenario 1's gap any sandbox with parallel guests would pay on this
+stack.
 
     python bench/handler_cost.py [--spin-us 15] [--seconds 12] [--rounds 8] [--json PATH]
 """
@@ -24,7 +25,9 @@ import argparse
 import contextlib
 import statistics
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 from _daemon import daemon
@@ -76,6 +79,13 @@ def figure_rows(
     ]
 
 
+@contextlib.contextmanager
+def _address(server: contextlib.AbstractContextManager[Any]) -> Iterator[str]:
+    """The address of a server started by daemon() or bare_server()."""
+    with server as running:
+        yield running.address
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spin-us", type=float, default=15.0, help="Python per call")
@@ -89,28 +99,32 @@ def main() -> None:
     rates: dict[str, list[float]] = {label: [] for label in options}
     latency: dict[str, list[float]] = {label: [] for label in options}
 
-    with tempfile.TemporaryDirectory() as modules, contextlib.ExitStack() as stack:
+    with tempfile.TemporaryDirectory() as modules:
         (Path(modules) / "echo.wasm").write_bytes(echo_module())
-        addresses = {
-            label: stack.enter_context(
-                daemon("--modules", modules) if server is None else bare_server(*server)
-            ).address
-            for label, server in options.items()
-        }
-        stubs = {
-            label: pb_grpc.WasmtubeStub(stack.enter_context(grpc.insecure_channel(address)))
-            for label, address in addresses.items()
-        }
-        for label, address in addresses.items():  # warm-up
-            latency_us(stubs[label], 0.3)
-            load(generator, address, CONCURRENCY, 0.3)
+
+        def start(label: str) -> contextlib.AbstractContextManager[str]:
+            server = options[label]
+            started = daemon("--modules", modules) if server is None else bare_server(*server)
+            return _address(started)
+
         for round_ in range(args.rounds):
+            # New processes every round, started in turns first, as in
+            # echo_grpc.py: a process keeps its speed for its whole life.
             order = list(options) if round_ % 2 == 0 else list(reversed(options))
-            for label in order:
-                calls, took = load(generator, addresses[label], CONCURRENCY, per_round)
-                rates[label].append(calls / took)
-            for label in order:
-                latency[label] += latency_us(stubs[label], per_round / 2)
+            with contextlib.ExitStack() as stack:
+                addresses = {label: stack.enter_context(start(label)) for label in order}
+                stubs = {
+                    label: pb_grpc.WasmtubeStub(stack.enter_context(grpc.insecure_channel(a)))
+                    for label, a in addresses.items()
+                }
+                for label, address in addresses.items():  # warm-up
+                    latency_us(stubs[label], 0.3)
+                    load(generator, address, CONCURRENCY, 0.3)
+                for label in order:
+                    calls, took = load(generator, addresses[label], CONCURRENCY, per_round)
+                    rates[label].append(calls / took)
+                for label in order:
+                    latency[label] += latency_us(stubs[label], per_round / 2)
 
     rows = [
         *figure_rows(
@@ -122,7 +136,8 @@ def main() -> None:
         *figure_rows("p50_us", "p50 latency, us", latency),
     ]
     notes = [
-        f"{args.rounds} alternating rounds of {per_round:g} s per server; "
+        f"{args.rounds} alternating rounds of {per_round:g} s per server, "
+        "each on new server processes; "
         f"calls/s from {'h2load' if generator == 'h2load' else 'the Python client'}",
         *(
             f"calls/s, {label}: ratio per round {spread(round_ratios(rates, label))}"

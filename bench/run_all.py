@@ -57,7 +57,7 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario(1, "echo_grpc", quick=("--seconds", "1")),
+    Scenario(1, "echo_grpc", quick=("--seconds", "2", "--rounds", "2")),
     Scenario(2, "echo_inprocess", quick=("--calls", "2000", "--rounds", "5")),
     Scenario(3, "images_grpc", quick=("--seconds", "2", "--rounds", "2")),
     Scenario(4, "parallel", quick=("--rounds", "100000000", "--repeat", "3")),
