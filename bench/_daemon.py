@@ -72,10 +72,11 @@ class Running(NamedTuple):
 
 
 @contextmanager
-def daemon(*options: str) -> Iterator[Running]:
-    """A daemon on a free port with `options`, ready to call."""
+def daemon(*options: str, env: dict[str, str] | None = None) -> Iterator[Running]:
+    """A daemon on a free port with `options`, ready to call; `env`, if given,
+    is its whole environment."""
     address = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen(daemon_command(address, "off", *options))
+    process = subprocess.Popen(daemon_command(address, "off", *options), env=env)
     channel = grpc.insecure_channel(address)
     try:
         wait_listening(channel, process)
