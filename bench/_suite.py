@@ -14,8 +14,8 @@ import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -47,6 +47,28 @@ def spread(ratios: Sequence[float]) -> str:
         f"median {median:.2f}, quartiles {q1:.2f} to {q3:.2f}, "
         f"range {min(ratios):.2f} to {max(ratios):.2f}"
     )
+
+
+def in_turns(names: Iterable[str], turn: int) -> list[str]:
+    """`names` in their order on even turns, reversed on odd ones: which of
+    two things goes first alternates, so the drift of a noisy machine (or
+    whatever favours going first) spreads over both."""
+    ordered = list(names)
+    return ordered if turn % 2 == 0 else ordered[::-1]
+
+
+@contextmanager
+def started(
+    starts: Mapping[str, Callable[[], AbstractContextManager[Any]]], turn: int
+) -> Iterator[dict[str, str]]:
+    """New servers, started in turns first (in_turns), stopped on exit: name
+    -> address, in the order of `starts`. Each start returns what daemon() or
+    bare_server() does: a context manager whose value has an `address`."""
+    with ExitStack() as stack:
+        addresses = {
+            name: stack.enter_context(starts[name]()).address for name in in_turns(starts, turn)
+        }
+        yield {name: addresses[name] for name in starts}
 
 
 def rss_bytes(pid: int) -> int:

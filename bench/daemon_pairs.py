@@ -30,12 +30,13 @@ import statistics
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from _daemon import daemon
 from _h2load import H2LOAD
 from _modules import echo_module
-from _suite import Row, print_table, spread, write_json
+from _suite import Row, in_turns, print_table, spread, started, write_json
 from echo_grpc import load
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -70,18 +71,18 @@ def measure_pair(
 ) -> list[float]:
     """The ratio B / A of calls/s in each round, on a new pair of daemons."""
     generator = "h2load" if H2LOAD is not None else "python"
-    order = ["A", "B"] if pair % 2 == 0 else ["B", "A"]
-    with contextlib.ExitStack() as stack:
-        addresses = {
-            name: stack.enter_context(daemon("--modules", modules, env=environments[name])).address
-            for name in order
-        }
+    starts = {
+        name: partial(daemon, "--modules", modules, env=environment)
+        for name, environment in environments.items()
+    }
+    with started(starts, pair) as addresses:
         for address in addresses.values():  # warm-up
             load(generator, address, concurrency, 0.5)
         ratios = []
         for round_ in range(rounds):
             rate = {}
-            for name in order if round_ % 2 == 0 else order[::-1]:
+            # The pair's start order first, then the other way round.
+            for name in in_turns(in_turns(starts, pair), round_):
                 calls, took = load(generator, addresses[name], concurrency, seconds)
                 rate[name] = calls / took
             ratios.append(rate["B"] / rate["A"])

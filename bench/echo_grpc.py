@@ -35,16 +35,25 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import grpc
 import grpc.aio
 from _daemon import daemon
 from _h2load import H2LOAD, h2load_rate
 from _modules import echo_module
-from _suite import Row, Target, bare_server, p99, print_table, spread, write_json
+from _suite import (
+    Row,
+    Target,
+    bare_server,
+    in_turns,
+    p99,
+    print_table,
+    spread,
+    started,
+    write_json,
+)
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
@@ -56,7 +65,7 @@ RUST_REQUEST = pb.CallRequest(module="wasm_test", function="echo", json=PAYLOAD)
 # What either server answers: the same length from both, which h2load checks.
 RESPONSE = pb.CallResponse(json=PAYLOAD, module_sha256="0" * 64, generation=1)
 CONCURRENCY = (1, 8, 32)
-SERVERS: tuple[str, ...] = ("bare", "wasmtube")
+SERVERS = ("bare", "wasmtube")
 # Load generators: name, label in the table, key suffix in the JSON.
 GENERATORS = (("h2load", "h2load", "_h2load"), ("python", "Python client", ""))
 TITLE = f"Scenario 1: echo of {len(PAYLOAD)} B over gRPC, wasmtube vs bare grpcio"
@@ -160,8 +169,9 @@ class Figures:
         self.rust: list[float] = []
 
 
-@contextlib.contextmanager
-def fresh_servers(modules: str, cache: str, round_: int) -> Iterator[dict[str, str]]:
+def fresh_servers(
+    modules: str, cache: str, round_: int
+) -> contextlib.AbstractContextManager[dict[str, str]]:
     """A new bare server and daemon, started in turns first: server name -> address.
 
     Each round gets new processes because a process keeps its speed for its
@@ -170,15 +180,14 @@ def fresh_servers(modules: str, cache: str, round_: int) -> Iterator[dict[str, s
     than the differences this benchmark is after. New pairs spread that over
     the rounds, as the turns spread the machine's drift.
     """
-    starts: dict[str, Callable[[], contextlib.AbstractContextManager[Any]]] = {
-        "bare": bare_server,
-        # The cache only makes restarts quick: calls run the same code.
-        "wasmtube": lambda: daemon("--modules", modules, "--cache-dir", cache),
-    }
-    order = SERVERS if round_ % 2 == 0 else SERVERS[::-1]
-    with contextlib.ExitStack() as stack:
-        addresses = {name: stack.enter_context(starts[name]()).address for name in order}
-        yield {name: addresses[name] for name in SERVERS}
+    return started(
+        {
+            "bare": bare_server,
+            # The cache only makes restarts quick: calls run the same code.
+            "wasmtube": partial(daemon, "--modules", modules, "--cache-dir", cache),
+        },
+        round_,
+    )
 
 
 def measure_round(
@@ -199,7 +208,7 @@ def measure_round(
         for stub in stubs.values():  # warm-up: connections, pooled instances
             latency_us(stub, 0.5)
         latency_us(stubs["wasmtube"], 0.5, RUST_REQUEST)
-        order = SERVERS if round_ % 2 == 0 else SERVERS[::-1]
+        order = in_turns(SERVERS, round_)
         for name in order:
             figures.latency[name] += latency_us(stubs[name], per_round)
         for generator in generators:

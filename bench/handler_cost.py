@@ -25,15 +25,14 @@ import argparse
 import contextlib
 import statistics
 import tempfile
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import grpc
 from _daemon import daemon
 from _h2load import H2LOAD
 from _modules import echo_module
-from _suite import Row, bare_server, print_table, spread, write_json
+from _suite import Row, bare_server, in_turns, print_table, spread, started, write_json
 from echo_grpc import latency_us, load
 
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
@@ -79,13 +78,6 @@ def figure_rows(
     ]
 
 
-@contextlib.contextmanager
-def _address(server: contextlib.AbstractContextManager[Any]) -> Iterator[str]:
-    """The address of a server started by daemon() or bare_server()."""
-    with server as running:
-        yield running.address
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spin-us", type=float, default=15.0, help="Python per call")
@@ -102,17 +94,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as modules:
         (Path(modules) / "echo.wasm").write_bytes(echo_module())
 
-        def start(label: str) -> contextlib.AbstractContextManager[str]:
-            server = options[label]
-            started = daemon("--modules", modules) if server is None else bare_server(*server)
-            return _address(started)
-
+        starts = {
+            label: partial(daemon, "--modules", modules)
+            if server is None
+            else partial(bare_server, *server)
+            for label, server in options.items()
+        }
         for round_ in range(args.rounds):
             # New processes every round, started in turns first, as in
             # echo_grpc.py: a process keeps its speed for its whole life.
-            order = list(options) if round_ % 2 == 0 else list(reversed(options))
-            with contextlib.ExitStack() as stack:
-                addresses = {label: stack.enter_context(start(label)) for label in order}
+            order = in_turns(options, round_)
+            with started(starts, round_) as addresses, contextlib.ExitStack() as stack:
                 stubs = {
                     label: pb_grpc.WasmtubeStub(stack.enter_context(grpc.insecure_channel(a)))
                     for label, a in addresses.items()

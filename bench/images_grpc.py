@@ -38,7 +38,7 @@ from pathlib import Path
 import grpc
 from _daemon import daemon
 from _modules import alloc_exports
-from _suite import Row, Target, bare_server, p99, print_table, write_json
+from _suite import Row, Target, bare_server, in_turns, p99, print_table, write_json
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube_server import BUNDLED_MODULES_DIR
@@ -126,7 +126,7 @@ def main() -> None:
             callers["bare"](request)  # warm-up
             samples: dict[str, list[float]] = {"bare": [], "wasmtube": []}
             for round_ in range(args.rounds):
-                order = list(callers) if round_ % 2 == 0 else list(reversed(callers))
+                order = in_turns(callers, round_)
                 for name in order:
                     samples[name] += timed_calls(callers[name], request, args.seconds / args.rounds)
             mb_per_s = {name: len(data) / 1e6 * len(s) / sum(s) for name, s in samples.items()}

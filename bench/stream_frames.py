@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _daemon import daemon
-from _suite import Row, print_table, write_json
+from _suite import Row, in_turns, print_table, write_json
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
@@ -84,7 +84,7 @@ def main() -> None:
                 way(running.stub, function, frames[:5])
             seconds = dict.fromkeys(ways, 0.0)
             for round_ in range(args.rounds):
-                order = list(ways) if round_ % 2 == 0 else list(reversed(ways))
+                order = in_turns(ways, round_)
                 for name in order:
                     seconds[name] += ways[name](running.stub, function, frames)
             sent = args.frames * args.rounds
