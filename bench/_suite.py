@@ -58,17 +58,24 @@ def in_turns(names: Iterable[str], turn: int) -> list[str]:
 
 
 @contextmanager
+def started_servers(
+    starts: Mapping[str, Callable[[], AbstractContextManager[Any]]], turn: int
+) -> Iterator[dict[str, Any]]:
+    """New servers, started in turns first (in_turns), stopped on exit: name
+    -> what each start gave (daemon()'s Running, bare_server()'s Bare: both
+    have a `pid` and an `address`), in the order of `starts`."""
+    with ExitStack() as stack:
+        servers = {name: stack.enter_context(starts[name]()) for name in in_turns(starts, turn)}
+        yield {name: servers[name] for name in starts}
+
+
+@contextmanager
 def started(
     starts: Mapping[str, Callable[[], AbstractContextManager[Any]]], turn: int
 ) -> Iterator[dict[str, str]]:
-    """New servers, started in turns first (in_turns), stopped on exit: name
-    -> address, in the order of `starts`. Each start returns what daemon() or
-    bare_server() does: a context manager whose value has an `address`."""
-    with ExitStack() as stack:
-        addresses = {
-            name: stack.enter_context(starts[name]()).address for name in in_turns(starts, turn)
-        }
-        yield {name: addresses[name] for name in starts}
+    """started_servers(), as name -> address."""
+    with started_servers(starts, turn) as servers:
+        yield {name: server.address for name, server in servers.items()}
 
 
 def rss_bytes(pid: int) -> int:
