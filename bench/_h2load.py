@@ -27,6 +27,9 @@ from google.protobuf.message import Message
 __all__ = ["H2LOAD", "h2load_rate"]
 
 H2LOAD = shutil.which("h2load")
+# The load generator the gRPC benchmarks use: h2load if installed, else the
+# Python client (echo_grpc.load takes either name).
+GENERATOR = "h2load" if H2LOAD is not None else "python"
 METHOD_PATH = "/wasmtube.v1.Wasmtube/Call"
 
 _FINISHED = re.compile(r"finished in ([\d.]+)(m?s)")

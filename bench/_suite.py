@@ -9,6 +9,7 @@ wasmtube's own value), prints them with `print_table` and writes them with
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -47,6 +48,18 @@ def spread(ratios: Sequence[float]) -> str:
         f"median {median:.2f}, quartiles {q1:.2f} to {q3:.2f}, "
         f"range {min(ratios):.2f} to {max(ratios):.2f}"
     )
+
+
+def rounds_parser(
+    doc: str, seconds: float, rounds: int, seconds_help: str = "per server and figure"
+) -> argparse.ArgumentParser:
+    """A parser for a benchmark in alternating rounds: --seconds (in all, split
+    over the rounds), --rounds and --json; described by `doc`'s first line."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=seconds, help=seconds_help)
+    parser.add_argument("--rounds", type=int, default=rounds, help="alternating rounds")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the figures here")
+    return parser
 
 
 def in_turns(names: Iterable[str], turn: int) -> list[str]:

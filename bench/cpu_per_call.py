@@ -19,7 +19,6 @@ ratio of CPU per call, and the table prints both.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
@@ -31,9 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from _daemon import daemon
-from _h2load import H2LOAD
+from _h2load import GENERATOR
 from _modules import echo_module
-from _suite import Row, bare_server, in_turns, print_table, spread, started_servers, write_json
+from _suite import (
+    Row,
+    bare_server,
+    in_turns,
+    print_table,
+    rounds_parser,
+    spread,
+    started_servers,
+    write_json,
+)
 from echo_grpc import load
 
 CONCURRENCY = 8
@@ -135,13 +143,9 @@ FIGURES = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=24.0, help="per server")
-    parser.add_argument("--rounds", type=int, default=8, help="alternating rounds")
-    parser.add_argument("--json", type=Path, help="write the figures here")
-    args = parser.parse_args()
+    args = rounds_parser(__doc__, 24.0, 8, "per server").parse_args()
     per_round = args.seconds / args.rounds
-    generator = "h2load" if H2LOAD is not None else "python"
+    generator = GENERATOR
     samples: dict[str, list[Sample]] = {"bare": [], "wasmtube": []}
 
     with tempfile.TemporaryDirectory() as modules:

@@ -34,7 +34,7 @@ from functools import partial
 from pathlib import Path
 
 from _daemon import daemon
-from _h2load import H2LOAD
+from _h2load import GENERATOR
 from _modules import echo_module
 from _suite import Row, in_turns, print_table, spread, started, write_json
 from echo_grpc import load
@@ -70,7 +70,7 @@ def measure_pair(
     concurrency: int,
 ) -> list[float]:
     """The ratio B / A of calls/s in each round, on a new pair of daemons."""
-    generator = "h2load" if H2LOAD is not None else "python"
+    generator = GENERATOR
     starts = {
         name: partial(daemon, "--modules", modules, env=environment)
         for name, environment in environments.items()

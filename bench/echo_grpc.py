@@ -28,7 +28,6 @@ concurrency 8 at least 0.90x.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -50,6 +49,7 @@ from _suite import (
     in_turns,
     p99,
     print_table,
+    rounds_parser,
     spread,
     started,
     write_json,
@@ -117,11 +117,7 @@ def load(generator: str, address: str, concurrency: int, seconds: float) -> tupl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=12.0, help="per server and figure")
-    parser.add_argument("--rounds", type=int, default=8, help="alternating rounds")
-    parser.add_argument("--json", type=Path, help="write the figures here")
-    args = parser.parse_args()
+    args = rounds_parser(__doc__, 12.0, 8).parse_args()
     per_round = args.seconds / args.rounds
 
     generators = [g for g, _, _ in GENERATORS if g != "h2load" or H2LOAD is not None]

@@ -21,7 +21,6 @@ stack.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import tempfile
@@ -30,9 +29,18 @@ from pathlib import Path
 
 import grpc
 from _daemon import daemon
-from _h2load import H2LOAD
+from _h2load import GENERATOR
 from _modules import echo_module
-from _suite import Row, bare_server, in_turns, print_table, spread, started, write_json
+from _suite import (
+    Row,
+    bare_server,
+    in_turns,
+    print_table,
+    rounds_parser,
+    spread,
+    started,
+    write_json,
+)
 from echo_grpc import latency_us, load
 
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
@@ -79,14 +87,11 @@ def figure_rows(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = rounds_parser(__doc__, 12.0, 8)
     parser.add_argument("--spin-us", type=float, default=15.0, help="Python per call")
-    parser.add_argument("--seconds", type=float, default=12.0, help="per server and figure")
-    parser.add_argument("--rounds", type=int, default=8, help="alternating rounds")
-    parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     per_round = args.seconds / args.rounds
-    generator = "h2load" if H2LOAD is not None else "python"
+    generator = GENERATOR
     options = servers(args.spin_us)
     rates: dict[str, list[float]] = {label: [] for label in options}
     latency: dict[str, list[float]] = {label: [] for label in options}

@@ -27,18 +27,25 @@ Target (issue 6): wasmtube's MB/s at least 0.8x the bare server's, at both sizes
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import grpc
 from _daemon import daemon
 from _modules import alloc_exports
-from _suite import Row, Target, bare_server, in_turns, p99, print_table, write_json
+from _suite import (
+    Row,
+    Target,
+    bare_server,
+    in_turns,
+    p99,
+    print_table,
+    rounds_parser,
+    write_json,
+)
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube_server import BUNDLED_MODULES_DIR
@@ -100,11 +107,7 @@ def timed_calls(call: Caller, request: bytes, seconds: float) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=6.0, help="per server and size")
-    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH")
-    args = parser.parse_args()
+    args = rounds_parser(__doc__, 6.0, 6, "per server and size").parse_args()
 
     rows: list[Row] = []
     notes: list[str] = []
