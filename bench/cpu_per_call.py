@@ -111,9 +111,9 @@ class Sample:
         return self.user_us + self.system_us
 
 
-def measure(generator: str, pid: int, address: str, seconds: float) -> Sample:
+def measure(pid: int, address: str, seconds: float) -> Sample:
     before = usage(pid)
-    calls, took = load(generator, address, CONCURRENCY, seconds)
+    calls, took = load(GENERATOR, address, CONCURRENCY, seconds)
     after = usage(pid)
     per_thread = sorted(
         (cpu - before.threads.get(tid, 0.0) for tid, cpu in after.threads.items()), reverse=True
@@ -145,7 +145,6 @@ FIGURES = {
 def main() -> None:
     args = rounds_parser(__doc__, 24.0, 8, "per server").parse_args()
     per_round = args.seconds / args.rounds
-    generator = GENERATOR
     samples: dict[str, list[Sample]] = {"bare": [], "wasmtube": []}
 
     with tempfile.TemporaryDirectory() as modules:
@@ -157,10 +156,10 @@ def main() -> None:
         for round_ in range(args.rounds):
             with started_servers(starts, round_) as servers:
                 for server in servers.values():  # warm-up
-                    load(generator, server.address, CONCURRENCY, 0.5)
+                    load(GENERATOR, server.address, CONCURRENCY, 0.5)
                 for name in in_turns(samples, round_):
                     server = servers[name]
-                    samples[name].append(measure(generator, server.pid, server.address, per_round))
+                    samples[name].append(measure(server.pid, server.address, per_round))
 
     rows = [
         Row(
@@ -181,7 +180,7 @@ def main() -> None:
     ]
     notes = [
         f"{args.rounds} alternating rounds of {per_round:g} s per server, each on new "
-        f"processes; load from {'h2load' if generator == 'h2load' else 'the Python client'}",
+        f"processes; load from {'h2load' if GENERATOR == 'h2load' else 'the Python client'}",
         f"calls/s, wasmtube over bare, per round: {spread(rate_ratios)}",
         f"CPU per call, bare over wasmtube, per round: {spread(inverse_cpu_ratios)}",
         "context switches: of the threads alive at the end of each round",
@@ -193,12 +192,13 @@ def main() -> None:
         TITLE,
         BASELINE,
         rows,
-        {"seconds": args.seconds, "rounds": args.rounds, "generator": generator},
-        rounds={name: [vars_of(s) for s in values] for name, values in samples.items()},
+        {"seconds": args.seconds, "rounds": args.rounds, "generator": GENERATOR},
+        rounds={name: [figures_of(s) for s in values] for name, values in samples.items()},
     )
 
 
-def vars_of(sample: Sample) -> dict[str, float]:
+def figures_of(sample: Sample) -> dict[str, float]:
+    """Every figure of one round's sample, by key, for the JSON."""
     return {key: value(sample) for key, (_, value) in FIGURES.items()}
 
 

@@ -70,20 +70,19 @@ def measure_pair(
     concurrency: int,
 ) -> list[float]:
     """The ratio B / A of calls/s in each round, on a new pair of daemons."""
-    generator = GENERATOR
     starts = {
         name: partial(daemon, "--modules", modules, env=environment)
         for name, environment in environments.items()
     }
     with started(starts, pair) as addresses:
         for address in addresses.values():  # warm-up
-            load(generator, address, concurrency, 0.5)
+            load(GENERATOR, address, concurrency, 0.5)
         ratios = []
         for round_ in range(rounds):
             rate = {}
             # The pair's start order first, then the other way round.
             for name in in_turns(in_turns(starts, pair), round_):
-                calls, took = load(generator, addresses[name], concurrency, seconds)
+                calls, took = load(GENERATOR, addresses[name], concurrency, seconds)
                 rate[name] = calls / took
             ratios.append(rate["B"] / rate["A"])
     return ratios

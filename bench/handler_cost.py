@@ -91,7 +91,6 @@ def main() -> None:
     parser.add_argument("--spin-us", type=float, default=15.0, help="Python per call")
     args = parser.parse_args()
     per_round = args.seconds / args.rounds
-    generator = GENERATOR
     options = servers(args.spin_us)
     rates: dict[str, list[float]] = {label: [] for label in options}
     latency: dict[str, list[float]] = {label: [] for label in options}
@@ -116,9 +115,9 @@ def main() -> None:
                 }
                 for label, address in addresses.items():  # warm-up
                     latency_us(stubs[label], 0.3)
-                    load(generator, address, CONCURRENCY, 0.3)
+                    load(GENERATOR, address, CONCURRENCY, 0.3)
                 for label in order:
-                    calls, took = load(generator, addresses[label], CONCURRENCY, per_round)
+                    calls, took = load(GENERATOR, addresses[label], CONCURRENCY, per_round)
                     rates[label].append(calls / took)
                 for label in order:
                     latency[label] += latency_us(stubs[label], per_round / 2)
@@ -135,7 +134,7 @@ def main() -> None:
     notes = [
         f"{args.rounds} alternating rounds of {per_round:g} s per server, "
         "each on new server processes; "
-        f"calls/s from {'h2load' if generator == 'h2load' else 'the Python client'}",
+        f"calls/s from {'h2load' if GENERATOR == 'h2load' else 'the Python client'}",
         *(
             f"calls/s, {label}: ratio per round {spread(round_ratios(rates, label))}"
             for label in options

@@ -110,6 +110,14 @@ class _Series:
         self.buckets = [0] * (len(_CALL_BUCKETS) + 1)
         self.sum = 0.0
 
+    def add(self, other: _Series) -> None:
+        """Add `other`'s counts (another thread's) to these."""
+        for code, count in list(other.codes.items()):
+            self.codes[code] = self.codes.get(code, 0) + count
+        for i, count in enumerate(other.buckets):
+            self.buckets[i] += count
+        self.sum += other.sum
+
 
 class _CallTally(Collector):
     """wasmtube_calls_total and wasmtube_call_duration_seconds, counted per thread.
@@ -152,27 +160,20 @@ class _CallTally(Collector):
 
     def collect(self) -> Iterator[Metric]:
         calls, durations = self._families()
-        codes: dict[tuple[str, str, str], int] = {}
-        buckets: dict[tuple[str, str], list[int]] = {}
-        sums: dict[tuple[str, str], float] = {}
+        totals: dict[tuple[str, str], _Series] = {}
         # Copies (list(...)) are taken in one C call each, under the GIL, so a
         # thread adding a series meanwhile cannot break the iteration.
         for series in list(self._threads):
             for key, counts in list(series.items()):
-                for code, count in list(counts.codes.items()):
-                    codes[(*key, code)] = codes.get((*key, code), 0) + count
-                total = buckets.setdefault(key, [0] * len(counts.buckets))
-                for i, count in enumerate(counts.buckets):
-                    total[i] += count
-                sums[key] = sums.get(key, 0.0) + counts.sum
-        for labels, count in sorted(codes.items()):
-            calls.add_metric(list(labels), count)
-        for key, per_bucket in sorted(buckets.items()):
-            cumulative = list(itertools.accumulate(per_bucket))
+                totals.setdefault(key, _Series()).add(counts)
+        for (module, function), total in sorted(totals.items()):
+            for code, count in sorted(total.codes.items()):
+                calls.add_metric([module, function, code], count)
+            cumulative = itertools.accumulate(total.buckets)
             durations.add_metric(
-                list(key),
+                [module, function],
                 buckets=list(zip(_BUCKET_LABELS, cumulative, strict=True)),
-                sum_value=sums[key],
+                sum_value=total.sum,
             )
         return iter((calls, durations))
 
