@@ -82,24 +82,20 @@ def time_pair(
     return sequential, time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=500_000_000, help="n of busy")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH")
-    args = parser.parse_args()
-
-    text = json.dumps({"n": args.rounds})
-    request = pb.CallRequest(module="wasm_test", function="busy", json=text)
-    guest_1, guest_2 = wasmtime_guests(text.encode(), 2, wasmtime.Engine())
-    runtime = Runtime(Limits())
-    runtime.start()
+def measure(
+    runtime: Runtime,
+    guest_1: Guest,
+    guest_2: Guest,
+    request: pb.CallRequest,
+    text: str,
+    repeat: int,
+    samples: dict[str, dict[str, list[float]]],
+) -> None:
+    """Time 2 calls one after another and at once, `repeat` times, for plain
+    wasmtime-py, wasmtime-py with epoch interruption, and the daemon."""
     epoch_1, epoch_2 = wasmtime_guests(text.encode(), 2, runtime.engine)
     for guest in (epoch_1, epoch_2):
         guest.store.set_epoch_deadline(1 << 62)
-    samples: dict[str, dict[str, list[float]]] = {
-        name: {"sequential": [], "parallel": []} for name in ("baseline", "epochs", "wasmtube")
-    }
     with daemon("--module-concurrency", "2") as running, ThreadPoolExecutor(2) as pool:
         stub = running.stub
         # Warm-up, and both must compute the same value.
@@ -112,7 +108,7 @@ def main() -> None:
         def call() -> pb.CallResponse:
             return stub.Call(request)
 
-        for _ in range(args.repeat):
+        for _ in range(repeat):
             for name, first, second in (
                 ("baseline", guest_1, guest_2),
                 ("epochs", epoch_1, epoch_2),
@@ -121,7 +117,29 @@ def main() -> None:
                 sequential, parallel = time_pair(first, second, pool)
                 samples[name]["sequential"].append(sequential)
                 samples[name]["parallel"].append(parallel)
-    runtime.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=500_000_000, help="n of busy")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH")
+    args = parser.parse_args()
+
+    text = json.dumps({"n": args.rounds})
+    request = pb.CallRequest(module="wasm_test", function="busy", json=text)
+    guest_1, guest_2 = wasmtime_guests(text.encode(), 2, wasmtime.Engine())
+    samples: dict[str, dict[str, list[float]]] = {
+        name: {"sequential": [], "parallel": []} for name in ("baseline", "epochs", "wasmtube")
+    }
+    # The Runtime ticks the epochs of the baseline with epoch interruption;
+    # its ticker thread must stop however the measurement ends.
+    runtime = Runtime(Limits())
+    runtime.start()
+    try:
+        measure(runtime, guest_1, guest_2, request, text, args.repeat, samples)
+    finally:
+        runtime.stop()
 
     seq = {name: statistics.median(s["sequential"]) for name, s in samples.items()}
     par = {name: statistics.median(s["parallel"]) for name, s in samples.items()}
