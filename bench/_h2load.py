@@ -24,12 +24,14 @@ from pathlib import Path
 
 from google.protobuf.message import Message
 
-__all__ = ["H2LOAD", "h2load_rate"]
+__all__ = ["GENERATOR", "GENERATOR_NAME", "H2LOAD", "h2load_rate"]
 
 H2LOAD = shutil.which("h2load")
 # The load generator the gRPC benchmarks use: h2load if installed, else the
 # Python client (echo_grpc.load takes either name).
 GENERATOR = "h2load" if H2LOAD is not None else "python"
+# How the benchmarks' notes name it.
+GENERATOR_NAME = "h2load" if H2LOAD is not None else "the Python client"
 METHOD_PATH = "/wasmtube.v1.Wasmtube/Call"
 
 _FINISHED = re.compile(r"finished in ([\d.]+)(m?s)")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _daemon import daemon
-from _h2load import GENERATOR
+from _h2load import GENERATOR, GENERATOR_NAME
 from _modules import echo_module
 from _suite import (
     Row,
@@ -180,7 +180,7 @@ def main() -> None:
     ]
     notes = [
         f"{args.rounds} alternating rounds of {per_round:g} s per server, each on new "
-        f"processes; load from {'h2load' if GENERATOR == 'h2load' else 'the Python client'}",
+        f"processes; load from {GENERATOR_NAME}",
         f"calls/s, wasmtube over bare, per round: {spread(rate_ratios)}",
         f"CPU per call, bare over wasmtube, per round: {spread(inverse_cpu_ratios)}",
         "context switches: of the threads alive at the end of each round",

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import grpc
 from _daemon import daemon
-from _h2load import GENERATOR
+from _h2load import GENERATOR, GENERATOR_NAME
 from _modules import echo_module
 from _suite import (
     Row,
@@ -134,7 +134,7 @@ def main() -> None:
     notes = [
         f"{args.rounds} alternating rounds of {per_round:g} s per server, "
         "each on new server processes; "
-        f"calls/s from {'h2load' if GENERATOR == 'h2load' else 'the Python client'}",
+        f"calls/s from {GENERATOR_NAME}",
         *(
             f"calls/s, {label}: ratio per round {spread(round_ratios(rates, label))}"
             for label in options

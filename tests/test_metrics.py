@@ -95,22 +95,25 @@ def test_call_counts_from_many_threads_match_prometheus_clients_own() -> None:
     seconds = [*_CALL_BUCKETS, *(b * 1.5 for b in _CALL_BUCKETS), 0.0, 30.0]
     labels = [("m", "f", "OK"), ("m", "f", "NOT_FOUND"), ("m", "g", "OK"), ("n", "f", "OK")]
     per_thread = 3000
+    # (module, function, code, seconds) of each thread's calls.
+    calls_of = [
+        [(*labels[(i + t) % len(labels)], seconds[i % len(seconds)]) for i in range(per_thread)]
+        for t in range(8)
+    ]
 
-    def record(thread: int) -> None:
-        for i in range(per_thread):
-            module, function, code = labels[(i + thread) % len(labels)]
-            ours.call_finished(module, function, code, seconds[i % len(seconds)])
+    def record(thread_calls: list[tuple[str, str, str, float]]) -> None:
+        for module, function, code, duration in thread_calls:
+            ours.call_finished(module, function, code, duration)
 
-    threads = [threading.Thread(target=record, args=(t,)) for t in range(8)]
+    threads = [threading.Thread(target=record, args=(c,)) for c in calls_of]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    for t in range(8):
-        for i in range(per_thread):
-            module, function, code = labels[(i + t) % len(labels)]
+    for thread_calls in calls_of:
+        for module, function, code, duration in thread_calls:
             calls.labels(module, function, code).inc()
-            durations.labels(module, function).observe(seconds[i % len(seconds)])
+            durations.labels(module, function).observe(duration)
 
     def samples(
         registry: CollectorRegistry,
