@@ -53,6 +53,7 @@ class Daemon:
                 call_timeout=config.call_timeout,
                 fuel=config.fuel,
                 max_memory=config.max_memory,
+                max_table_elements=config.max_table_elements,
                 wasi=config.wasi,
                 cache_dir=config.cache_dir,
                 cache_max_entries=config.cache_max_entries,

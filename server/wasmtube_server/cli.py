@@ -35,6 +35,24 @@ class ByteSize(click.ParamType):
             self.fail(str(e))
 
 
+class OctalMode(click.ParamType):
+    """A file mode in octal, such as `660` or `0o660`."""
+
+    name = "mode"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        text = str(value).strip().lower().removeprefix("0o")
+        try:
+            mode = int(text, 8)
+        except ValueError:
+            self.fail(f"{value!r} is not an octal file mode such as 0660")
+        if not 0 <= mode <= 0o777:
+            self.fail(f"{value!r} is not a file mode: use 0 to 0777")
+        return mode
+
+
 def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], _F]:
     """An option that can also be set as the environment variable `envvar`."""
     field = name.split("/")[0].lstrip("-").replace("-", "_")  # "--wasi/--no-wasi": wasi
@@ -97,6 +115,19 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
     show_default="256MiB",
 )
 @_option(
+    "--max-table-elements",
+    "WASMTUBE_MAX_TABLE_ELEMENTS",
+    "Cap on the elements of each table of an instance (8 bytes each).",
+    type=click.IntRange(min=0),
+)
+@_option(
+    "--max-module-size",
+    "WASMTUBE_MAX_MODULE_SIZE",
+    "Largest module file the daemon reads; a bigger one fails to load.",
+    type=ByteSize(),
+    show_default="64MiB",
+)
+@_option(
     "--instance-policy",
     "WASMTUBE_INSTANCE_POLICY",
     "fresh: a new instance per call; pooled: warm instances reused.",
@@ -136,6 +167,32 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
     "Largest gRPC request or response.",
     type=ByteSize(),
     show_default="64MiB",
+)
+@_option(
+    "--receive-timeout",
+    "WASMTUBE_RECEIVE_TIMEOUT",
+    "Seconds the daemon waits for a request message to arrive in full (a Call's request, "
+    "a stream's next message); then the RPC ends with DEADLINE_EXCEEDED.",
+    type=click.FloatRange(min=0, min_open=True),
+)
+@_option(
+    "--max-streams",
+    "WASMTUBE_MAX_STREAMS",
+    "CallStreams open at once; one more gets RESOURCE_EXHAUSTED.",
+    type=click.IntRange(min=0),
+)
+@_option(
+    "--max-connection-streams",
+    "WASMTUBE_MAX_CONNECTION_STREAMS",
+    "HTTP/2 streams one client connection may have open at once.",
+    type=click.IntRange(min=1),
+)
+@_option(
+    "--socket-mode",
+    "WASMTUBE_SOCKET_MODE",
+    "File mode of Unix sockets, in octal.",
+    type=OctalMode(),
+    show_default="0660",
 )
 @_option(
     "--wasi/--no-wasi",

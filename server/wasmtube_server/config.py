@@ -65,6 +65,13 @@ class Config:
     fuel: int | None = None
     # Cap on each instance's linear memory.
     max_memory: int = 256 * MIB
+    # Cap on the elements of each table of an instance (8 bytes each); with
+    # max_memory and the counts in sandbox/runtime.py it bounds the whole instance.
+    max_table_elements: int = 65536
+    # Largest module file (and settings file) the loader reads; a bigger one
+    # fails to load, so no file in the directory can make the daemon read
+    # without end.
+    max_module_size: int = 64 * MIB
     # Offer WASI preview 1 (no files, environment or network) to modules.
     wasi: bool = False
     # Parse every guest output as JSON and answer INTERNAL if it is not. Off by
@@ -89,6 +96,17 @@ class Config:
     cache_max_entries: int = 4096
     # Largest gRPC message accepted or sent.
     max_message_size: int = 64 * MIB
+    # Longest the daemon waits for a request message to arrive in full: a
+    # Call's request, or a CallStream's next message. Waiting holds no slot.
+    receive_timeout: float = 30.0
+    # CallStreams open at once in all; one more is refused. A stream holds a
+    # stream slot and an instance for its life, and a call slot only while
+    # one of its messages runs, so streams never starve unary calls.
+    max_streams: int = 32
+    # HTTP/2 streams one client connection may have open at once.
+    max_connection_streams: int = 100
+    # File mode of Unix sockets the daemon listens on.
+    socket_mode: int = 0o660
     # Seconds running calls get to finish on shutdown (SIGTERM, SIGINT).
     grace: float = 10.0
     # TLS for TCP listeners: certificate chain and key (PEM files); with
@@ -132,6 +150,22 @@ class Config:
             raise ValueError(f"poll_interval must be > 0 seconds, got {self.poll_interval}")
         if self.reload_debounce < 0:
             raise ValueError(f"reload_debounce must be >= 0, got {self.reload_debounce}")
+        if self.max_table_elements < 0:
+            raise ValueError(f"max_table_elements must be >= 0, got {self.max_table_elements}")
+        if self.max_module_size < 8:
+            raise ValueError(f"max_module_size must be >= 8 bytes, got {self.max_module_size}")
+        if self.receive_timeout <= 0:
+            raise ValueError(f"receive_timeout must be > 0 seconds, got {self.receive_timeout}")
+        if self.max_streams < 0:
+            raise ValueError(f"max_streams must be >= 0, got {self.max_streams}")
+        if self.max_connection_streams < 1:
+            raise ValueError(
+                f"max_connection_streams must be >= 1, got {self.max_connection_streams}"
+            )
+        if not 0 <= self.socket_mode <= 0o777:
+            raise ValueError(
+                f"socket_mode must be a file mode such as 0660, got {self.socket_mode:o}"
+            )
         if self.max_message_size < 1024:
             raise ValueError(f"max_message_size must be >= 1024, got {self.max_message_size}")
         for name, policy in {"default": self.instance_policy, **self.module_policies}.items():

@@ -35,6 +35,8 @@ class Limits:
     fuel: int | None = None
     # Cap on each instance's linear memory, in bytes.
     max_memory: int = 256 * 1024 * 1024
+    # Cap on the elements of each table of an instance.
+    max_table_elements: int = 65536
     # Offer WASI preview 1 (no files, no environment, no network) to modules.
     wasi: bool = False
     # Where compiled modules are kept across restarts; None: no cache.
