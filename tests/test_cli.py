@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -110,7 +111,17 @@ def test_serve_runs_the_daemon_and_stops_on_sigterm(modules_dir: Path) -> None:
 
 
 def test_serve_with_no_arguments_serves_the_bundled_examples() -> None:
-    # The README's first command: defaults only, callable at once.
+    # The README's first command: defaults only, callable at once. It listens
+    # on the default ports, so another process on them would answer in its
+    # place: refuse to run rather than pass against someone else's daemon.
+    for port in (50051, 9464):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.fail(
+                    f"another process listens on 127.0.0.1:{port}, a default port of "
+                    f"`wasmtube serve`: stop it to run this test",
+                    pytrace=False,
+                )
     daemon = subprocess.Popen(
         [*WASMTUBE, "serve"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -128,6 +139,8 @@ def test_serve_with_no_arguments_serves_the_bundled_examples() -> None:
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=20)
+    # The daemon that answered was this one: it drained and exited cleanly.
+    assert daemon.returncode == 0, daemon.stderr.read() if daemon.stderr else ""
 
 
 def test_serve_refuses_a_bad_option() -> None:

@@ -47,6 +47,7 @@ import pytest
 import wasmtime
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers.tools import require_tool
 from prometheus_client.parser import text_string_to_metric_families
 from test_guest_errors import FAILING
 from test_guest_log import CHATTY
@@ -703,8 +704,7 @@ def test_module_sync_deploys_by_atomic_rename(
     tmp_path: Path,
 ) -> None:
     """The sidecar's script, run here with sh and wget against a real daemon."""
-    for tool in ("sh", "wget", "cmp"):
-        assert shutil.which(tool), f"{tool} is needed to run module-sync.sh"
+    require_tool("wget", "apt-get install -y wget")
     store, url = artifact_store
     modules = tmp_path / "modules"
     modules.mkdir()
@@ -952,8 +952,9 @@ def test_dashboard_queries_only_what_the_daemon_exports(scraped: dict[str, set[s
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     """promtool (Debian's prometheus package) parses every query."""
-    promtool = shutil.which("promtool") or "/usr/bin/promtool"
-    assert os.access(promtool, os.X_OK), "promtool is missing: apt-get install prometheus"
+    promtool = require_tool(
+        "promtool", "apt-get install -y prometheus", candidates=("/usr/bin/promtool",)
+    )
     rules = []
     for index, (_, query) in enumerate(panel_queries()):
         expr = query.replace("${module}", ".*").replace("$module", ".*")

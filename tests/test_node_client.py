@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from helpers.tools import require_tool
 
 from conftest import GUEST_WASM, ROOT, RunningDaemon, sha256
 
@@ -24,10 +24,8 @@ CLIENT_JS = EXAMPLE_DIR / "client.js"
 
 
 def node() -> str:
-    """The node binary; fails, never skips, when Node.js or the packages are missing."""
-    binary = shutil.which("node")
-    if binary is None:
-        pytest.fail("node is not on PATH: install Node.js 18 or newer to test examples/node")
+    """The node binary, with the example's packages installed."""
+    binary = require_tool("node", "apt-get install -y nodejs npm")
     if not (EXAMPLE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
         pytest.fail(
             "examples/node/node_modules is missing: run `npm ci --prefix examples/node`",

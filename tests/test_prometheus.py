@@ -10,8 +10,6 @@ notice fails CI. Both binaries come from Debian's `prometheus` package.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -23,6 +21,7 @@ from typing import IO, Any
 
 import grpc
 import pytest
+from helpers.tools import require_tool
 
 from conftest import GUEST_WASM, RunningDaemon, deploy, free_port, json_module, wait_until
 
@@ -37,15 +36,8 @@ QUERY_TIMEOUT = 30.0
 
 
 def binary(name: str) -> str:
-    """The path of a Prometheus tool, failing (not skipping) when it is missing:
-    a skipped test would let CI pass without ever running these checks."""
-    for candidate in (f"/usr/bin/{name}", shutil.which(name)):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail(
-        f"/usr/bin/{name} is missing: run `{INSTALL}` (Debian's package; CI's .ci/run installs it)",
-        pytrace=False,
-    )
+    """The path of a Prometheus tool (Debian's package puts them in /usr/bin)."""
+    return require_tool(name, INSTALL, candidates=(f"/usr/bin/{name}",))
 
 
 def tail(path: Path, lines: int = 40) -> str:
