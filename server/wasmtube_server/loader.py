@@ -3,7 +3,11 @@
 The directory is the truth: whatever events arrived, syncing a name reads its
 files as they are now: NAME.wasm and, if there is one, its settings NAME.toml.
 The content hashes decide whether anything changed, so a touched file or a
-repeated event never reloads.
+repeated event never reloads. A directory that is missing holds no modules.
+
+Every file is hostile: only regular files (or symlinks to them) are read, and
+never more than --max-module-size bytes (files.py). A file that is there but
+cannot be read is a failed load, shown in ListModules like a bad module.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from pathlib import Path
 
 from .config import Config
 from .errors import SettingsError
+from .files import FileRefused, format_size, read_regular_file
 from .names import MODULE_SUFFIX, SETTINGS_SUFFIX, module_name_of
 from .registry import LoadOutcome, ModuleRegistry
-from .settings import ModuleSettings, parse_settings
+from .settings import MAX_SETTINGS_SIZE, ModuleSettings, parse_settings
 
 __all__ = ["DirectoryLoader"]
 
@@ -34,8 +39,14 @@ class DirectoryLoader:
         self._lock = threading.Lock()
 
     def module_names_on_disk(self) -> set[str]:
-        names = set()
-        for path in self.directory.iterdir():
+        """The names of the module files in the directory; none if it is missing."""
+        names: set[str] = set()
+        try:
+            paths = list(self.directory.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            # Deleted or unmounted: the watcher waits for it to come back.
+            return names
+        for path in paths:
             name = module_name_of(path)
             if name is not None:
                 names.add(name)
@@ -59,28 +70,34 @@ class DirectoryLoader:
 
     def _sync_one(self, name: str, noticed_at: float | None) -> LoadOutcome | None:
         path = self.directory / f"{name}{MODULE_SUFFIX}"
-        try:
-            # Follows symlinks, as Kubernetes ConfigMap volumes need.
-            wasm = path.read_bytes()
-        except FileNotFoundError:
-            self._registry.remove(name)
-            return None
-        except OSError as e:
-            self._registry.record_failure(name, f"{path}: cannot be read: {e}", "read")
-            return LoadOutcome.FAILED
         settings_path = self.directory / f"{name}{SETTINGS_SUFFIX}"
         try:
+            wasm = read_regular_file(path, *self._module_limit())
+            if wasm is None:
+                self._registry.remove(name)
+                return None
             settings = self._read_settings(name, settings_path)
+        except FileRefused as e:
+            self._registry.record_failure(name, str(e), e.reason)
+            return LoadOutcome.FAILED
         except SettingsError as e:
             self._registry.record_failure(name, f"{settings_path}: {e}", e.reason)
             return LoadOutcome.FAILED
         return self._registry.load(name, wasm, path, noticed_at, settings)
 
     def _read_settings(self, name: str, path: Path) -> ModuleSettings:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = read_regular_file(path, *self._settings_limit())
+        if data is None:
             return ModuleSettings.defaults(self._config, name)
-        except OSError as e:
-            raise SettingsError(f"cannot be read: {e}") from e
         return parse_settings(data, name, self._config)
+
+    def _module_limit(self) -> tuple[int, str]:
+        """The most bytes a module file may hold, and how to name that limit."""
+        limit = self._config.max_module_size
+        return limit, f"--max-module-size {format_size(limit)}"
+
+    def _settings_limit(self) -> tuple[int, str]:
+        """The most bytes a settings file may hold, and how to name that limit."""
+        if self._config.max_module_size < MAX_SETTINGS_SIZE:
+            return self._module_limit()
+        return MAX_SETTINGS_SIZE, f"the {format_size(MAX_SETTINGS_SIZE)} a settings file may hold"

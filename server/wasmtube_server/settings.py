@@ -30,8 +30,11 @@ from typing import Any
 from .config import INSTANCE_POLICIES, Config, parse_byte_size
 from .errors import SettingsError
 
-__all__ = ["ModuleSettings", "parse_settings"]
+__all__ = ["MAX_SETTINGS_SIZE", "ModuleSettings", "parse_settings"]
 
+# The most a settings file may hold (and at most --max-module-size): a few
+# lines of TOML need far less, and the file is read on every sync of its module.
+MAX_SETTINGS_SIZE = 1 << 20
 MIN_MEMORY = 65536
 MAX_SEED_OFFSET = (1 << 31) - 1
 

@@ -1,0 +1,267 @@
+"""Hostile files in the module directory: FIFOs, devices, directories, dangling
+symlinks and files too big to read. Each is a failed load with a reason a
+person can act on, and never stops the daemon from serving every other module."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import RunningDaemon, deploy, is_serving, json_module, sha256, wait_until
+
+GOOD = json_module('{"good":true}')
+X = json_module('{"x":true}')
+# Small enough to write files just over it quickly; every module here fits.
+LIMIT = 4096
+
+
+def custom_section(content_size: int) -> bytes:
+    """A wasm custom section named "p" whose content is `content_size` bytes."""
+    content = b"\x01p" + b"\0" * (content_size - 2)
+    return b"\x00" + leb128(len(content)) + content
+
+
+def leb128(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def padded(module: bytes, size: int) -> bytes:
+    """`module` with a custom section that makes it exactly `size` bytes: a
+    valid module of that size."""
+    for content_size in range(size - len(module), 1, -1):
+        data = module + custom_section(content_size)
+        if len(data) == size:
+            return data
+    raise AssertionError(f"cannot pad {len(module)} bytes to {size}")
+
+
+# Each shape puts something hostile at `path`, in a directory `home` outside
+# the module directory for whatever it links to; with the words its error
+# must have and the reason it is counted under.
+Shape = Callable[[Path, Path], None]
+
+
+def fifo(path: Path, home: Path) -> None:
+    os.mkfifo(path)
+
+
+def dev_zero(path: Path, home: Path) -> None:
+    path.symlink_to("/dev/zero")
+
+
+def symlink_to_directory(path: Path, home: Path) -> None:
+    target = home / "a-directory"
+    target.mkdir(exist_ok=True)
+    path.symlink_to(target)
+
+
+def directory(path: Path, home: Path) -> None:
+    path.mkdir()
+
+
+def dangling(path: Path, home: Path) -> None:
+    path.symlink_to(home / "nothing-here")
+
+
+def one_byte_over(path: Path, home: Path) -> None:
+    path.write_bytes(padded(X, LIMIT + 1))
+
+
+def sparse_huge(path: Path, home: Path) -> None:
+    with open(path, "wb") as f:
+        f.truncate(1 << 40)
+
+
+def longer_than_its_size(path: Path, home: Path) -> None:
+    # A regular file whose size says 0 and which reads many kilobytes: what a
+    # file that grows while it is read looks like to the loader.
+    path.symlink_to("/proc/self/maps")
+
+
+MODULE_SHAPES = [
+    pytest.param(fifo, "is a FIFO, not a regular file", "not_regular_file", id="fifo"),
+    pytest.param(
+        dev_zero,
+        "is a symlink to /dev/zero, a character device, not a regular file",
+        "not_regular_file",
+        id="dev-zero",
+    ),
+    pytest.param(symlink_to_directory, "a directory, not a regular file", "not_regular_file",
+                 id="symlink-to-directory"),
+    pytest.param(directory, "is a directory, not a regular file", "not_regular_file",
+                 id="directory"),
+    pytest.param(dangling, "which does not exist (a dangling symlink)", "dangling_symlink",
+                 id="dangling-symlink"),
+    pytest.param(one_byte_over, f"is {LIMIT + 1} bytes, more than --max-module-size 4 KiB",
+                 "too_large", id="one-byte-over"),
+    pytest.param(sparse_huge, f"is {1 << 40} bytes, more than --max-module-size 4 KiB",
+                 "too_large", id="sparse-1TiB"),
+    pytest.param(longer_than_its_size, "more than --max-module-size 4 KiB (it grew",
+                 "too_large", id="grows-while-read"),
+]  # fmt: skip
+
+
+def failed(daemon: RunningDaemon, name: str) -> str:
+    """Wait for `name`'s load error in ListModules and return it."""
+    return wait_until(
+        lambda: (m := daemon.modules().get(name)) is not None and m.last_error,
+        what=f"the load error of {name}",
+    )
+
+
+def failures(daemon: RunningDaemon, name: str, reason: str) -> float:
+    value = daemon.metric("wasmtube_module_load_failures_total", module=name, reason=reason)
+    return value or 0
+
+
+def assert_refused(daemon: RunningDaemon, name: str, words: str, reason: str) -> None:
+    """`name` failed with `words` and `reason`, and every other module serves."""
+    error = failed(daemon, name)
+    assert words in error
+    assert failures(daemon, name, reason) >= 1
+    assert daemon.modules()[name].generation == 0
+    assert daemon.call("good", "get").json == '{"good":true}'
+    assert is_serving(daemon.address)
+
+
+@pytest.mark.parametrize(("shape", "words", "reason"), MODULE_SHAPES)
+def test_a_hostile_module_file_present_at_start_fails_and_the_rest_serves(
+    start_daemon: Callable[..., RunningDaemon],
+    modules_dir: Path,
+    tmp_path: Path,
+    shape: Shape,
+    words: str,
+    reason: str,
+) -> None:
+    deploy(modules_dir, "good", GOOD)
+    shape(modules_dir / "x.wasm", tmp_path)
+    daemon = start_daemon(modules_dir, max_module_size=LIMIT)
+    assert_refused(daemon, "x", words, reason)
+    # The loader is not stuck on it: a module deployed afterwards loads.
+    deploy(modules_dir, "later", X)
+    assert daemon.wait_generation("later", 1).sha256 == sha256(X)
+
+
+@pytest.mark.parametrize(("shape", "words", "reason"), MODULE_SHAPES)
+def test_a_hostile_module_file_created_while_running_fails_and_the_rest_serves(
+    start_daemon: Callable[..., RunningDaemon],
+    modules_dir: Path,
+    tmp_path: Path,
+    shape: Shape,
+    words: str,
+    reason: str,
+) -> None:
+    deploy(modules_dir, "good", GOOD)
+    daemon = start_daemon(modules_dir, max_module_size=LIMIT)
+    shape(modules_dir / "x.wasm", tmp_path)
+    deploy(modules_dir, "later", X)
+    assert daemon.wait_generation("later", 1).sha256 == sha256(X)
+    assert_refused(daemon, "x", words, reason)
+
+
+@pytest.mark.parametrize("watch", ["events", "poll"])
+def test_a_fifo_replacing_a_serving_module_keeps_the_old_version_and_reloads_after(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, watch: str
+) -> None:
+    deploy(modules_dir, "good", GOOD)
+    deploy(modules_dir, "x", X)
+    daemon = start_daemon(modules_dir, watch=watch, poll_interval=0.1)
+    os.mkfifo(modules_dir / ".x.fifo")
+    os.rename(modules_dir / ".x.fifo", modules_dir / "x.wasm")
+    assert "is a FIFO, not a regular file" in failed(daemon, "x")
+    # Like any failed deploy: the version that served keeps serving.
+    info = daemon.modules()["x"]
+    assert (info.generation, info.sha256) == (1, sha256(X))
+    assert daemon.call("x", "get").json == '{"x":true}'
+    assert daemon.call("good", "get").json == '{"good":true}'
+
+    deploy(modules_dir, "x", GOOD)
+    info = wait_until(
+        lambda: (m := daemon.modules().get("x")) and m.sha256 == sha256(GOOD) and m,
+        what="x reloaded from a regular file",
+    )
+    assert info.last_error == ""
+    assert daemon.call("x", "get").json == '{"good":true}'
+
+
+def test_a_module_of_exactly_the_limit_loads(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path
+) -> None:
+    exact = padded(X, LIMIT)
+    deploy(modules_dir, "x", exact)
+    daemon = start_daemon(modules_dir, max_module_size=LIMIT)
+    assert daemon.modules()["x"].sha256 == sha256(exact)
+    assert daemon.call("x", "get").json == '{"x":true}'
+
+
+def test_a_symlink_to_a_regular_file_is_a_module(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, tmp_path: Path
+) -> None:
+    # What a Kubernetes ConfigMap volume holds: x.wasm -> ..data/x.wasm.
+    data = modules_dir / "..data"
+    data.mkdir()
+    (data / "x.wasm").write_bytes(X)
+    (modules_dir / "x.wasm").symlink_to(Path("..data") / "x.wasm")
+    daemon = start_daemon(modules_dir)
+    assert daemon.call("x", "get").json == '{"x":true}'
+
+
+def too_big_settings(path: Path, home: Path) -> None:
+    path.write_text("#" * (1 << 20) + "\n")
+
+
+SETTINGS_SHAPES = [
+    pytest.param(fifo, "x.toml is a FIFO, not a regular file", "not_regular_file", id="fifo"),
+    pytest.param(dev_zero, "x.toml is a symlink to /dev/zero, a character device",
+                 "not_regular_file", id="dev-zero"),
+    pytest.param(dangling, "x.toml is a symlink to", "dangling_symlink", id="dangling-symlink"),
+    pytest.param(too_big_settings,
+                 f"x.toml is {(1 << 20) + 1} bytes, more than the 1 MiB a settings file may hold",
+                 "too_large", id="over-1MiB"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("shape", "words", "reason"), SETTINGS_SHAPES)
+def test_a_hostile_settings_file_fails_its_module_only(
+    start_daemon: Callable[..., RunningDaemon],
+    modules_dir: Path,
+    tmp_path: Path,
+    shape: Shape,
+    words: str,
+    reason: str,
+) -> None:
+    deploy(modules_dir, "good", GOOD)
+    deploy(modules_dir, "x", X)
+    shape(modules_dir / "x.toml", tmp_path)
+    daemon = start_daemon(modules_dir)
+    assert_refused(daemon, "x", words, reason)
+
+
+@pytest.mark.parametrize(("shape", "words", "reason"), SETTINGS_SHAPES)
+def test_a_hostile_settings_file_keeps_the_serving_version(
+    start_daemon: Callable[..., RunningDaemon],
+    modules_dir: Path,
+    tmp_path: Path,
+    shape: Shape,
+    words: str,
+    reason: str,
+) -> None:
+    deploy(modules_dir, "good", GOOD)
+    deploy(modules_dir, "x", X)
+    (modules_dir / "x.toml").write_text("call_timeout = 1.5\n")
+    daemon = start_daemon(modules_dir)
+    shape(modules_dir / ".x.toml.tmp", tmp_path)
+    os.replace(modules_dir / ".x.toml.tmp", modules_dir / "x.toml")
+    assert words in failed(daemon, "x")
+    assert failures(daemon, "x", reason) >= 1
+    info = daemon.modules()["x"]
+    assert (info.generation, info.sha256) == (1, sha256(X))
+    assert daemon.call("x", "get").json == '{"x":true}'
