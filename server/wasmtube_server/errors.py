@@ -17,7 +17,9 @@ __all__ = [
     "FunctionNotCallable",
     "FunctionNotFound",
     "GuestError",
+    "GuestExited",
     "GuestFuelExhausted",
+    "GuestHostCallFailed",
     "GuestOutOfMemory",
     "GuestOutputError",
     "GuestTimedOut",
@@ -84,7 +86,9 @@ class GuestError(WasmtubeError):
     def __init__(self, code: grpc.StatusCode, message: str, instance_usable: bool) -> None:
         super().__init__(message)
         self.code = code
-        # False when the guest trapped after reporting: its instance is dropped.
+        # Whether the instance may serve another call. A trap after fail()
+        # raises the trap, not this, so this is True unless a caller says
+        # otherwise.
         self.instance_usable = instance_usable
 
     def status_code(self) -> grpc.StatusCode:
@@ -115,9 +119,22 @@ class GuestFuelExhausted(GuestTrap):
 
 
 class GuestOutOfMemory(GuestTrap):
-    """The guest trapped after its linear memory reached the cap (--max-memory)."""
+    """The guest trapped after its linear memory or a table it grew reached
+    the cap (--max-memory, --max-table-elements)."""
 
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class GuestExited(GuestTrap):
+    """The guest called WASI proc_exit instead of returning: whatever its
+    status, the call has no output. INTERNAL, as for any trap: the guest
+    broke the calling convention, not the caller."""
+
+
+class GuestHostCallFailed(GuestTrap):
+    """A WASI function the guest called ended the call with an error instead
+    of returning an errno: a pointer outside linear memory, a size past a
+    limit of wasmtime's. The guest's doing, reported as a trap."""
 
 
 class CallTimedOut(WasmtubeError):

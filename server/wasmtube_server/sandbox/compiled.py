@@ -16,10 +16,12 @@ from .abi import (
     classify,
     describe_signature,
 )
+from .causes import summary
 from .host import HOST_MODULE, HostFunctions
+from .load_errors import compile_error
 from .runtime import Runtime
 
-__all__ = ["CompiledModule", "ExportedFunction", "compile_module", "first_line"]
+__all__ = ["CompiledModule", "ExportedFunction", "compile_module"]
 
 WASM_MAGIC = b"\0asm"
 MEMORY_EXPORT = "memory"
@@ -78,6 +80,9 @@ class CompiledModule:
     call_shapes: dict[str, tuple[int, str]]
     # The size its linear memory starts at, which no memory cap may be below.
     initial_memory: int = 0
+    # (name, initial elements) of the tables it exports: the only tables whose
+    # size the host can read.
+    table_exports: tuple[tuple[str, int], ...] = ()
 
     @property
     def callable_functions(self) -> list[ExportedFunction]:
@@ -103,7 +108,7 @@ def compile_module(runtime: Runtime, wasm: bytes, sha256: str) -> CompiledModule
         try:
             module = wasmtime.Module(runtime.engine, wasm)
         except wasmtime.WasmtimeError as e:
-            raise ModuleLoadError(f"does not compile: {first_line(e)}", "compile") from e
+            raise compile_error(e) from e
         if runtime.cache is not None:
             runtime.cache.store(sha256, module)
 
@@ -138,11 +143,14 @@ def compile_module(runtime: Runtime, wasm: bytes, sha256: str) -> CompiledModule
     try:
         instance_pre = runtime.linker.instantiate_pre(module)
     except wasmtime.WasmtimeError as e:
-        raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}", "instantiate") from e
+        raise ModuleLoadError(f"cannot be instantiated: {summary(str(e))}", "instantiate") from e
     memory = exports[MEMORY_EXPORT]
     assert isinstance(memory, wasmtime.MemoryType)
     initial_memory = memory.limits.min * WASM_PAGE
-    return CompiledModule(module, instance_pre, functions, call_shapes, initial_memory)
+    tables = tuple(
+        (name, ty.limits.min) for name, ty in exports.items() if isinstance(ty, wasmtime.TableType)
+    )
+    return CompiledModule(module, instance_pre, functions, call_shapes, initial_memory, tables)
 
 
 _FREE_SIGNATURE = "(i32, i32) -> ()"
@@ -173,8 +181,3 @@ def _has_allocator(exports: Mapping[str, object]) -> bool:
     if not isinstance(alloc, wasmtime.FuncType):
         return False
     return describe_signature(alloc) == "(i32) -> i32"
-
-
-def first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -8,7 +8,7 @@ import wasmtime
 from ..errors import GuestError, GuestOutputError
 from .instance import GuestInstance
 from .pixels import PixelFormat
-from .traps import trap_error
+from .traps import host_error, timed_out, trap_error
 
 __all__ = [
     "ImageInput",
@@ -70,25 +70,44 @@ def unpack(payload: Payload) -> tuple[bytes | memoryview, tuple[int, ...]]:
 
 
 def invoke(instance: GuestInstance, name: str, *args: int, seconds: float) -> int:
-    """Call export `name`, turning a trap into the GuestTrap a caller should see,
-    and a call of wasmtube.fail into the GuestError it reported."""
+    """Call export `name` and return its result, or raise what stopped it.
+
+    Precedence, most severe first: running out of time (the epoch interrupt,
+    or a host function that stopped waiting at the deadline) wins over any
+    other way the call ended; then a trap or a host function's error; then a
+    call of wasmtube.fail, which is a normal return: only then is the guest's
+    status the caller's, and the instance usable. A guest that reported a
+    failure and then trapped or ran on past its deadline did not finish: the
+    trap is what happened, and its message keeps what the guest had said.
+    """
     try:
         result = instance.func(name)(*args)
     except wasmtime.Trap as trap:
-        if instance.reported is not None:
-            raise _reported_error(instance, usable=False) from trap
-        memory_size = instance.memory.current_size()
-        max_memory = instance.max_memory
-        raise trap_error(trap, name, seconds, memory_size, max_memory) from trap
-    if instance.reported is not None:
-        raise _reported_error(instance, usable=True)
+        reported = _take_reported(instance)
+        if instance.overran:
+            raise timed_out(name, seconds, reported) from trap
+        raise trap_error(trap, name, seconds, instance.usage(), reported) from trap
+    except wasmtime.WasmtimeError as error:  # ExitTrap (WASI proc_exit) included
+        reported = _take_reported(instance)
+        if instance.overran:
+            raise timed_out(name, seconds, reported) from error
+        raise host_error(error, name, reported) from error
+    if instance.overran:
+        raise timed_out(name, seconds, _take_reported(instance))
+    failure = instance.reported
+    if failure is not None:
+        instance.reported = None
+        raise GuestError(failure.code, failure.message, instance_usable=True)
     return result
 
 
-def _reported_error(instance: GuestInstance, usable: bool) -> GuestError:
+def _take_reported(instance: GuestInstance) -> str:
+    """What the guest passed to wasmtube.fail during this call, as words for
+    a message ("" if nothing), and forget it."""
     reported, instance.reported = instance.reported, None
-    assert reported is not None
-    return GuestError(reported.code, reported.message, instance_usable=usable)
+    if reported is None:
+        return ""
+    return f"{reported.code.name}: {reported.message}"
 
 
 def read_output(instance: GuestInstance, function: str, offset: int, length: int) -> Output:

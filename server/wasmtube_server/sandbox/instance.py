@@ -9,17 +9,19 @@ Store with the exports taken from it, and only one call holds it at a time.
 from __future__ import annotations
 
 import enum
+import time
 
 import wasmtime
 
 from ..errors import ModuleLoadError
 from .abi import FREE_EXPORT
-from .compiled import MEMORY_EXPORT, CompiledModule, first_line
+from .compiled import MEMORY_EXPORT, CompiledModule
 from .host import CallLabel, ReportedError
+from .load_errors import instantiate_error
 from .memory import LinearMemory
 from .native import GuestFunc, context_address, export_by_name, set_epoch_deadline
 from .runtime import Runtime, ticks
-from .traps import trap_cause
+from .traps import Usage, trap_cause
 
 __all__ = ["GuestInstance", "InstancePolicy", "InstancePool"]
 
@@ -44,11 +46,13 @@ class GuestInstance:
         "_instance",
         "call",
         "config_json",
+        "deadline",
         "declared_image",
         "frees",
         "input_buffer",
         "max_memory",
         "memory",
+        "overran",
         "reported",
         "runtime",
         "store",
@@ -75,7 +79,7 @@ class GuestInstance:
         except wasmtime.Trap as e:
             raise ModuleLoadError(f"cannot be instantiated: {trap_cause(e)}", "instantiate") from e
         except wasmtime.WasmtimeError as e:
-            raise ModuleLoadError(f"cannot be instantiated: {first_line(e)}", "instantiate") from e
+            raise instantiate_error(e, self.max_memory, runtime.limits.max_table_elements) from e
         memory = export_by_name(self.store, self._instance, MEMORY_EXPORT)
         assert isinstance(memory, wasmtime.Memory)  # checked by compile_module
         self.memory = LinearMemory(self._context, memory)
@@ -99,11 +103,32 @@ class GuestInstance:
     def arm(self, seconds: float) -> None:
         """Give the next call `seconds` of time and a full tank of fuel."""
         set_epoch_deadline(self._context, ticks(seconds))
+        # The same deadline as a time.monotonic(), for host functions that
+        # wait (WASI poll_oneoff): none may wait past it.
+        self.deadline = time.monotonic() + seconds
+        # Set by a host function that stopped short at the deadline: the call
+        # ran out of time, whatever the guest does next.
+        self.overran = False
         # A declaration left by a call that failed on purpose must not make
         # the next call's output an image.
         self.declared_image = None
         if self._fuel is not None:
             self.store.set_fuel(self._fuel)
+
+    def usage(self) -> Usage:
+        """How much of its caps the instance uses now, for telling a trap
+        after a refused memory.grow or table.grow (see traps.py)."""
+        memory_size = self.memory.current_size()
+        grown_memory = memory_size if memory_size > self._compiled.initial_memory else 0
+        largest_table = 0
+        for name, minimum in self._compiled.table_exports:
+            table = export_by_name(self.store, self._instance, name)
+            if isinstance(table, wasmtime.Table):
+                size = table.size(self.store)
+                if size > minimum:
+                    largest_table = max(largest_table, size)
+        limits = self.runtime.limits
+        return Usage(grown_memory, self.max_memory, largest_table, limits.max_table_elements)
 
     def func(self, name: str) -> GuestFunc:
         """A fast caller for export `name` of this instance, made once.

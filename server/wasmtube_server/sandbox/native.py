@@ -90,7 +90,7 @@ def memory_address(memory: wasmtime.Memory) -> int:
 
 def export_by_name(
     store: wasmtime.Store, instance: wasmtime.Instance, name: str
-) -> wasmtime.Func | wasmtime.Memory | None:
+) -> wasmtime.Func | wasmtime.Memory | wasmtime.Table | None:
     """One export of `instance`, or None: without wrapping all the others."""
     raw = name.encode("utf-8")
     item = ffi.wasmtime_extern_t()
@@ -104,7 +104,7 @@ def export_by_name(
     if not found:
         return None
     export = wrap_extern(item)
-    return export if isinstance(export, wasmtime.Func | wasmtime.Memory) else None
+    return export if isinstance(export, wasmtime.Func | wasmtime.Memory | wasmtime.Table) else None
 
 
 class GuestFunc:

@@ -3,7 +3,9 @@
 Time is bounded by epoch interruption: a ticker thread advances the engine's
 epoch every TICK seconds and each Store is armed with a deadline in ticks, so
 a guest in an endless loop traps with INTERRUPT shortly after its deadline.
-Fuel (optional) bounds instructions instead; memory is capped per Store.
+Fuel (optional) bounds instructions instead. Space is capped per Store, for
+the whole instance: its one linear memory, the elements of each of its few
+tables, and the count of instances, memories and tables.
 """
 
 from __future__ import annotations
@@ -19,12 +21,21 @@ import wasmtime
 from .compile_cache import CompileCache
 from .host import HOST_MODULE, HostFunctions
 
-__all__ = ["TICK_SECONDS", "Limits", "Runtime", "ticks"]
+__all__ = ["MAX_TABLES", "TICK_SECONDS", "Limits", "Runtime", "ticks"]
 
 # Epoch granularity: a deadline fires at most one tick late. 10 ms keeps the
 # overshoot far below the 100 ms budget, and the ticker costs ~0% CPU.
 TICK_SECONDS = 0.01
 WASI_MODULE = "wasi_snapshot_preview1"
+# Tables an instance may have. Toolchains emit one (the indirect function
+# table), a few more with reference types; 8 leaves room for those while
+# bounding what tables can hold to 8 x max_table_elements x 8 bytes (4 MiB at
+# the default cap), next to the linear memory cap.
+MAX_TABLES = 8
+# Each instance has its own Store, so a Store holds exactly one instance and
+# (the calling conventions pass pointers into it) one linear memory.
+_INSTANCES_PER_STORE = 1
+_MEMORIES_PER_STORE = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +83,24 @@ class Runtime:
         config.memory_may_move = False
         # Fuel instruments every block, so only pay for it when asked to.
         config.consume_fuel = fuel
+        # Proposals wasmtime enables by default that the sandbox cannot bound
+        # or the calling conventions cannot use, turned off so that a module
+        # needing one fails to load, naming it, instead of failing later:
+        # more than one linear memory (only memory 0 is exported, capped and
+        # passed pointers), 64-bit memories (the conventions pass i32
+        # pointers), shared memories and atomics (threads: a wait could block
+        # a host thread past any deadline), and GC (its heap is a second,
+        # separately capped store of memory beside the linear memory).
+        config.wasm_multi_memory = False
+        config.wasm_memory64 = False
+        config.wasm_threads = False
+        config.wasm_gc = False
         self.engine = wasmtime.Engine(config)
         # Every setting above that changes compiled code, for the cache key.
-        settings = f"opt=speed epoch=1 fuel={int(fuel)} may_move=0"
+        settings = (
+            f"opt=speed epoch=1 fuel={int(fuel)} may_move=0 "
+            "multi_memory=0 memory64=0 threads=0 gc=0"
+        )
         self.cache = (
             CompileCache(
                 limits.cache_dir,
@@ -97,15 +123,20 @@ class Runtime:
     def start(self) -> None:
         self._ticker.start()
 
-    def stop(self) -> None:
-        """Stop the ticker, and first interrupt every guest still running.
+    def interrupt_all(self) -> None:
+        """Make every guest running now trap with INTERRUPT at once.
 
-        Without ticks no deadline would ever pass: a guest in an endless loop
-        would spin on after shutdown. Advancing the epoch past the longest
-        deadline any Store can have makes each of them trap at once.
+        Advancing the epoch past the longest deadline any Store can have
+        passes every deadline.
         """
         for _ in range(math.ceil(self.limits.call_timeout / TICK_SECONDS) + 2):
             self.engine.increment_epoch()
+
+    def stop(self) -> None:
+        """Stop the ticker, and first interrupt every guest still running:
+        without ticks no deadline would ever pass, and a guest in an endless
+        loop would spin on after shutdown."""
+        self.interrupt_all()
         self._stop.set()
         if self._ticker.is_alive():
             self._ticker.join(timeout=1)
@@ -121,10 +152,22 @@ class Runtime:
         return self.limits.wasi and import_module == WASI_MODULE
 
     def new_store(self, max_memory: int) -> wasmtime.Store:
-        """A Store whose linear memories are capped at `max_memory` bytes
-        (GuestInstance arms it before instantiating)."""
+        """A Store for one instance, bounded as a whole: one linear memory of
+        at most `max_memory` bytes, at most MAX_TABLES tables of at most
+        max_table_elements elements each (GuestInstance arms it before
+        instantiating).
+
+        At a cap memory.grow and table.grow return -1 (they do not trap), and
+        a module that starts beyond one cannot be instantiated.
+        """
         store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=max_memory)
+        store.set_limits(
+            memory_size=max_memory,
+            table_elements=self.limits.max_table_elements,
+            instances=_INSTANCES_PER_STORE,
+            tables=MAX_TABLES,
+            memories=_MEMORIES_PER_STORE,
+        )
         if self.limits.wasi:
             # No preopened directories, no environment, no arguments; stdio is
             # discarded. A guest gets clocks and randomness, nothing else.
