@@ -4,13 +4,17 @@ person can act on, and never stops the daemon from serving every other module.""
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 
 from conftest import RunningDaemon, deploy, is_serving, json_module, sha256, wait_until
+from wasmtube_server.watcher import ModuleWatcher
 
 GOOD = json_module('{"good":true}')
 X = json_module('{"x":true}')
@@ -265,3 +269,155 @@ def test_a_hostile_settings_file_keeps_the_serving_version(
     info = daemon.modules()["x"]
     assert (info.generation, info.sha256) == (1, sha256(X))
     assert daemon.call("x", "get").json == '{"x":true}'
+
+
+# The module directory itself: deleted and created again, renamed away, or
+# swapped behind a symlink. The daemon follows whatever directory is at the
+# path, with either kind of watcher.
+
+NEW = json_module('{"new":true}')
+
+
+@pytest.fixture(params=["events", "poll"])
+def watch(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def watched(start_daemon: Callable[..., RunningDaemon], directory: Path, watch: str):
+    return start_daemon(directory, watch=watch, poll_interval=0.1)
+
+
+def recreate_with_new_modules(directory: Path) -> None:
+    directory.mkdir()
+    deploy(directory, "new", NEW)
+    deploy(directory, "good", NEW)
+
+
+def assert_follows_the_new_directory(daemon: RunningDaemon) -> None:
+    """Only the new directory's modules serve, in their new versions."""
+    wait_until(
+        lambda: (
+            {n: m.sha256 for n, m in daemon.modules().items()}
+            == {"new": sha256(NEW), "good": sha256(NEW)}
+        ),
+        what="the new directory's modules",
+    )
+    assert daemon.call("new", "get").json == '{"new":true}'
+    assert daemon.call("good", "get").json == '{"new":true}'
+    # Watched, not just scanned once: a later deploy loads too.
+    deploy(daemon.modules_dir, "later", X)
+    assert daemon.wait_generation("later", 1).sha256 == sha256(X)
+    assert is_serving(daemon.address)
+
+
+def test_a_deleted_directory_removes_its_modules_and_a_new_one_is_watched(
+    start_daemon: Callable[..., RunningDaemon],
+    modules_dir: Path,
+    watch: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    deploy(modules_dir, "good", GOOD)
+    deploy(modules_dir, "x", X)
+    daemon = watched(start_daemon, modules_dir, watch)
+    with caplog.at_level(logging.INFO, logger="wasmtube_server.watcher"):
+        shutil.rmtree(modules_dir)
+        wait_until(lambda: daemon.modules() == {}, what="every module removed")
+        with pytest.raises(grpc.RpcError) as refused:
+            daemon.call("good", "get")
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        assert daemon.metric("wasmtube_modules_loaded") == 0
+        recreate_with_new_modules(modules_dir)
+        assert_follows_the_new_directory(daemon)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert any(
+        level == logging.WARNING and f"module directory {modules_dir} does not exist" in message
+        for level, message in said
+    ), said
+    assert any(
+        level == logging.INFO and f"module directory {modules_dir} is back" in message
+        for level, message in said
+    ), said
+
+
+def test_a_directory_deleted_and_created_again_at_once_is_followed(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, watch: str
+) -> None:
+    # Faster than any look at the directory: what some sync tools do.
+    deploy(modules_dir, "good", GOOD)
+    deploy(modules_dir, "x", X)
+    daemon = watched(start_daemon, modules_dir, watch)
+    shutil.rmtree(modules_dir)
+    recreate_with_new_modules(modules_dir)
+    assert_follows_the_new_directory(daemon)
+
+
+def test_a_directory_renamed_away_and_another_created_is_followed(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, watch: str
+) -> None:
+    deploy(modules_dir, "good", GOOD)
+    deploy(modules_dir, "x", X)
+    daemon = watched(start_daemon, modules_dir, watch)
+    modules_dir.rename(modules_dir.with_name("old-modules"))
+    recreate_with_new_modules(modules_dir)
+    assert_follows_the_new_directory(daemon)
+    # The old directory, still there under another name, is no longer watched.
+    deploy(modules_dir.with_name("old-modules"), "ghost", GOOD)
+    deploy(modules_dir, "marker", GOOD)
+    daemon.wait_generation("marker", 1)
+    assert "ghost" not in daemon.modules()
+
+
+def test_a_symlink_swapped_to_another_directory_is_followed(
+    start_daemon: Callable[..., RunningDaemon], tmp_path: Path, watch: str
+) -> None:
+    first, second = tmp_path / "v1", tmp_path / "v2"
+    first.mkdir()
+    deploy(first, "good", GOOD)
+    deploy(first, "x", X)
+    live = tmp_path / "live"
+    live.symlink_to(first)
+    daemon = watched(start_daemon, live, watch)
+    assert set(daemon.modules()) == {"good", "x"}
+
+    recreate_with_new_modules(second)
+    swap = tmp_path / ".live.tmp"
+    swap.symlink_to(second)
+    os.replace(swap, live)  # ln -sfn v2 live, atomically
+    assert_follows_the_new_directory(daemon)
+
+
+def test_health_is_not_serving_while_the_directory_is_missing(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, watch: str
+) -> None:
+    deploy(modules_dir, "good", GOOD)
+    daemon = watched(start_daemon, modules_dir, watch)
+    assert is_serving(daemon.address)
+    shutil.rmtree(modules_dir)
+    wait_until(lambda: not is_serving(daemon.address), what="health NOT_SERVING")
+    recreate_with_new_modules(modules_dir)
+    wait_until(lambda: is_serving(daemon.address), what="health SERVING again")
+    assert daemon.call("new", "get").json == '{"new":true}'
+
+
+def test_the_watcher_tells_when_the_directory_goes_and_comes_back(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, watch: str
+) -> None:
+    # The contract the daemon's health relies on, with a watcher of our own
+    # on the daemon's loader: told why while missing, then None once the
+    # directory is back and synced.
+    deploy(modules_dir, "good", GOOD)
+    daemon = watched(start_daemon, modules_dir, watch)
+    told: list[str | None] = []
+    watcher = ModuleWatcher(daemon.daemon.loader, 0.05, watch, 0.1, told.append)
+    watcher.start()
+    try:
+        shutil.rmtree(modules_dir)
+        wait_until(lambda: told, what="the directory reported missing")
+        assert told == [f"module directory {modules_dir} does not exist"]
+        recreate_with_new_modules(modules_dir)
+        wait_until(lambda: len(told) == 2, what="the directory reported back")
+        assert told[1] is None
+        # Synced before it says so: the new modules already serve.
+        assert daemon.call("new", "get").json == '{"new":true}'
+    finally:
+        watcher.stop()
