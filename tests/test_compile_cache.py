@@ -11,7 +11,7 @@ import pytest
 
 from conftest import GUEST_WASM, RunningDaemon, deploy, json_module
 
-MAGIC = b"wasmtube-cwasm-1\n"
+MAGIC = b"wasmtube-cwasm-2\n"
 
 
 @pytest.fixture
@@ -19,6 +19,11 @@ def cached(modules_dir: Path, tmp_path: Path) -> Path:
     deploy(modules_dir, "guest", GUEST_WASM.read_bytes())
     deploy(modules_dir, "small", json_module('{"small":true}'))
     return tmp_path / "cache"
+
+
+def module_hash(entry: bytes) -> bytes:
+    """The SHA-256 of the module an entry says it was compiled from."""
+    return entry[len(MAGIC) + 32 : len(MAGIC) + 64]
 
 
 def lookups(daemon: RunningDaemon, result: str) -> float:
@@ -48,7 +53,12 @@ def test_a_restart_loads_from_the_cache(start_daemon, modules_dir: Path, cached:
         lambda data: data[:-7] + bytes(b ^ 0xFF for b in data[-7:]),  # flipped bits
         lambda data: b"not a cache entry",
         # Self-consistent header around bytes that are no compiled module.
-        lambda data: MAGIC + hashlib.sha256(b"x" * 999).digest() + b"x" * 999,
+        lambda data: (
+            MAGIC
+            + hashlib.sha256(module_hash(data) + b"x" * 999).digest()
+            + module_hash(data)
+            + b"x" * 999
+        ),
     ],
     ids=["truncated", "corrupt", "garbage", "valid-digest-invalid-module"],
 )

@@ -4,9 +4,12 @@ person can act on, and never stops the daemon from serving every other module.""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -421,3 +424,113 @@ def test_the_watcher_tells_when_the_directory_goes_and_comes_back(
         assert daemon.call("new", "get").json == '{"new":true}'
     finally:
         watcher.stop()
+
+
+# The compile cache (--cache-dir): its entries are native code the daemon
+# runs, so an entry must prove which module it was compiled from, and no one
+# but the daemon's user may write there.
+
+A = json_module('{"module":"a"}')
+B = json_module('{"module":"b"}')
+
+
+def entry_of(cache: Path, module: bytes) -> Path:
+    (entry,) = cache.glob(f"{sha256(module)}-*.cwasm")
+    return entry
+
+
+def cache_lookups(daemon: RunningDaemon, result: str) -> float:
+    return daemon.metric("wasmtube_compile_cache_lookups_total", result=result) or 0
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def test_an_entry_copied_over_another_modules_entry_is_not_trusted(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, cache: Path
+) -> None:
+    deploy(modules_dir, "a", A)
+    deploy(modules_dir, "b", B)
+    start_daemon(modules_dir, cache_dir=cache).close()
+    # B's compiled code under A's name: a valid entry, of the wrong module.
+    shutil.copyfile(entry_of(cache, B), entry_of(cache, A))
+
+    daemon = start_daemon(modules_dir, cache_dir=cache)
+    response = daemon.call("a", "get")
+    assert (response.json, response.module_sha256) == ('{"module":"a"}', sha256(A))
+    assert daemon.call("b", "get").json == '{"module":"b"}'
+    assert (cache_lookups(daemon, "invalid"), cache_lookups(daemon, "hit")) == (1, 1)
+    daemon.close()
+
+    # A's entry was compiled again and rewritten: the next start hits both.
+    again = start_daemon(modules_dir, cache_dir=cache)
+    assert (cache_lookups(again, "invalid"), cache_lookups(again, "hit")) == (0, 2)
+    assert again.call("a", "get").json == '{"module":"a"}'
+
+
+def test_an_entry_of_the_previous_layout_is_compiled_again(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, cache: Path
+) -> None:
+    deploy(modules_dir, "a", A)
+    start_daemon(modules_dir, cache_dir=cache).close()
+    entry = entry_of(cache, A)
+    # The first layout: magic, SHA-256 of the payload, payload; no module hash.
+    payload = entry.read_bytes()[len(b"wasmtube-cwasm-2\n") + 64 :]
+    entry.write_bytes(b"wasmtube-cwasm-1\n" + hashlib.sha256(payload).digest() + payload)
+
+    daemon = start_daemon(modules_dir, cache_dir=cache)
+    assert cache_lookups(daemon, "invalid") == 1
+    assert daemon.call("a", "get").json == '{"module":"a"}'
+
+
+def test_the_cache_directory_the_daemon_creates_is_private(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, cache: Path
+) -> None:
+    deploy(modules_dir, "a", A)
+    start_daemon(modules_dir, cache_dir=cache / "compiled")
+    assert stat.S_IMODE((cache / "compiled").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [(0o777, "writable by others (mode 0777)"), (0o770, "writable by its group (mode 0770)"),
+     (0o1777, "writable by others (mode 1777)"), (0o722, "writable by others (mode 0722)")],
+    ids=["world-writable", "group-writable", "sticky-world-writable", "write-only-for-others"],
+)  # fmt: skip
+def test_a_cache_directory_others_can_write_to_is_refused(
+    start_daemon: Callable[..., RunningDaemon],
+    modules_dir: Path,
+    cache: Path,
+    mode: int,
+    words: str,
+) -> None:
+    cache.mkdir()
+    cache.chmod(mode)
+    with pytest.raises(OSError, match=re.escape(f"{cache} is {words}")):
+        start_daemon(modules_dir, cache_dir=cache)
+
+
+def test_a_cache_directory_inside_one_others_can_write_to_is_refused(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, tmp_path: Path
+) -> None:
+    # Whoever may write to a directory above may swap the cache for their own.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(OSError, match=re.escape(f"{shared} is writable by others")):
+        start_daemon(modules_dir, cache_dir=shared / "cache")
+    # Sticky, as /tmp is: others cannot rename what is not theirs.
+    shared.chmod(0o1777)
+    start_daemon(modules_dir, cache_dir=shared / "cache")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory away needs root")
+def test_a_cache_directory_of_another_user_is_refused(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, cache: Path
+) -> None:
+    cache.mkdir(mode=0o700)
+    os.chown(cache, 4321, -1)
+    with pytest.raises(OSError, match="writable by its owner, uid 4321, not the daemon's user"):
+        start_daemon(modules_dir, cache_dir=cache)
