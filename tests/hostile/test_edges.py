@@ -1,0 +1,154 @@
+"""Hostile text and callers at the daemon's edges: log lines that try to forge
+records, authorization headers, and who may connect to its Unix socket."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from conftest import GUEST_WASM, deploy, free_port, is_serving, wait_until, wat
+from wasmtube.v1 import wasmtube_pb2 as pb
+from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
+from wasmtube_server.logs import JsonFormatter, PlainFormatter
+
+# A guest's line that, written as it is, would be three records; ESC [1A moves
+# a terminal's cursor up a line, U+2028 ends a line for some log viewers.
+FORGED_LINE = (
+    "a\nFAKE ERROR line\r2026-01-01 00:00:00,000 ERROR wasmtube_server.app: forged\x1b[1A\u2028end"
+)
+FORGED_NAME = "evil\n2026-01-01 00:00:00,000 ERROR wasmtube_server.registry: forged\x1b[1A"
+PLAIN_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+
+
+def logging_guest(line: str) -> bytes:
+    """A module whose `say` logs `line` with wasmtube.log at INFO."""
+    data = line.encode()
+    escaped = "".join(f"\\{byte:02x}" for byte in data)
+    return wat(f"""
+        (module
+          (import "wasmtube" "log" (func $log (param i32 i32 i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 2048) "{escaped}")
+          (func (export "say") (param $p i32) (param i32) (result i32)
+            (call $log (i32.const 1) (i32.const 2048) (i32.const {len(data)}))
+            (i32.store16 (local.get $p) (i32.const 0x7d7b))
+            (i32.const 2)))
+    """)
+
+
+def daemon_stderr(modules_dir: Path, log_format: str) -> list[str]:
+    """Run the daemon as `python -m wasmtube_server`, have the guest log its
+    line, stop it, and return what it wrote to stderr, line by line."""
+    target = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "wasmtube_server", "--modules", str(modules_dir)]
+    command += ["--listen", target, "--metrics-listen", "off", "--log-format", log_format]
+    daemon = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8"
+    )
+    try:
+        wait_until(lambda: daemon.poll() is not None or is_serving(target), 30, "the daemon")
+        assert daemon.poll() is None, daemon.communicate()[1]
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.WasmtubeStub(channel)
+            stub.Call(pb.CallRequest(module="chatty", function="say", json="{}"), timeout=10)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    return stderr.splitlines()
+
+
+@pytest.fixture
+def forging_dir(modules_dir: Path) -> Path:
+    deploy(modules_dir, "chatty", logging_guest(FORGED_LINE))
+    (modules_dir / f"{FORGED_NAME}.wasm").write_bytes(GUEST_WASM.read_bytes())
+    return modules_dir
+
+
+def test_plain_logs_keep_every_record_on_one_line(forging_dir: Path) -> None:
+    lines = daemon_stderr(forging_dir, "plain")
+    assert lines
+    for line in lines:
+        assert PLAIN_RECORD.match(line), f"not a record of its own: {line!r}\nin {lines}"
+    (guest,) = [line for line in lines if " wasmtube_server.guest: " in line]
+    assert guest.endswith(
+        r"a\nFAKE ERROR line\r2026-01-01 00:00:00,000 ERROR wasmtube_server.app: forged"
+        r"\x1b[1A\u2028end"
+    )
+    (ignored,) = [line for line in lines if " ignoring " in line]
+    assert r"evil\n2026-01-01 00:00:00,000 ERROR wasmtube_server.registry: forged\x1b[1A" in ignored
+
+
+def test_json_logs_keep_every_record_on_one_line(forging_dir: Path) -> None:
+    lines = daemon_stderr(forging_dir, "json")
+    records = [json.loads(line) for line in lines]
+    assert any(FORGED_LINE in r["message"] for r in records if r["logger"].endswith("guest"))
+    assert any(FORGED_NAME in r["message"] for r in records if r["logger"].endswith("loader"))
+    assert all(line.isascii() for line in lines)
+
+
+def record(message: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord(
+        "wasmtube_server.test", logging.ERROR, __file__, 1, message, args, None
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("\n", r"\n"),
+        ("\r", r"\r"),
+        ("\t", r"\t"),
+        ("\x1b", r"\x1b"),
+        ("\x00", r"\x00"),
+        ("\x0b\x0c", r"\x0b\x0c"),
+        ("\x1c\x1d\x1e", r"\x1c\x1d\x1e"),
+        ("\x7f", r"\x7f"),
+        ("\x85", r"\x85"),
+        ("\x9b", r"\x9b"),
+        ("\u2028", r"\u2028"),
+        ("\u2029", r"\u2029"),
+    ],
+    ids=["LF", "CR", "TAB", "ESC", "NUL", "VT-FF", "FS-GS-RS", "DEL", "NEL", "CSI", "LS", "PS"],
+)
+def test_the_plain_format_escapes_what_could_break_a_line(text: str, shown: str) -> None:
+    # In the message itself and in what is formatted into it.
+    for message, args in [(f"x{text}y", ()), ("x%sy", (text,))]:
+        line = PlainFormatter().format(record(message, *args))
+        assert line.endswith(f"x{shown}y")
+        assert len(line.splitlines()) == 1
+
+
+def test_the_plain_format_leaves_ordinary_text_alone() -> None:
+    text = 'módulo "ß" \\n 模块 /tmp/a b.wasm 🙂'
+    assert PlainFormatter().format(record("%s", text)).endswith(f": {text}")
+
+
+def test_a_traceback_follows_its_one_line_message() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        entry = record("failed on %s", "a\nb")
+        entry.exc_info = sys.exc_info()
+    first, *rest = PlainFormatter().format(entry).splitlines()
+    assert first.endswith(r"failed on a\nb")
+    assert rest[0] == "Traceback (most recent call last):"
+    assert rest[-1] == "ValueError: boom"
+
+
+def test_the_json_format_is_one_line_whatever_the_message() -> None:
+    text = "".join(map(chr, range(0x20))) + "\x7f\x85\u2028\u2029"
+    line = JsonFormatter().format(record("%s", text))
+    assert len(line.splitlines()) == 1
+    assert line.isascii()
+    assert json.loads(line)["message"] == text
