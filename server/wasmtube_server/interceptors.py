@@ -8,7 +8,21 @@ from typing import Any
 
 import grpc
 
-__all__ = ["TokenAuthInterceptor"]
+__all__ = ["TokenAuthInterceptor", "token_matches"]
+
+_SCHEME = "bearer"
+
+
+def token_matches(header: str | bytes | None, token: str) -> bool:
+    """Whether an `authorization` header value carries `token` as a bearer
+    token. The scheme is case-insensitive and may be followed by more than
+    one space (RFC 7235); the token is compared in constant time."""
+    if not isinstance(header, str):
+        return False
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != _SCHEME:
+        return False
+    return hmac.compare_digest(credentials.strip(" ").encode(), token.encode())
 
 
 class TokenAuthInterceptor(grpc.ServerInterceptor):
@@ -19,7 +33,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
     """
 
     def __init__(self, token: str, open_services: tuple[str, ...]) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._token = token
         self._open_prefixes = tuple(f"/{service}/" for service in open_services)
 
     def intercept_service(
@@ -30,7 +44,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         if handler_call_details.method.startswith(self._open_prefixes):
             return continuation(handler_call_details)
         sent = dict(handler_call_details.invocation_metadata or ()).get("authorization")
-        if isinstance(sent, str) and hmac.compare_digest(sent.encode(), self._expected):
+        if token_matches(sent, self._token):
             return continuation(handler_call_details)
         message = (
             "missing authorization metadata: send 'authorization: Bearer <token>'"

@@ -9,14 +9,16 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
 
-from conftest import GUEST_WASM, deploy, free_port, is_serving, wait_until, wat
+from conftest import GUEST_WASM, RunningDaemon, deploy, free_port, is_serving, wait_until, wat
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
+from wasmtube_server.interceptors import token_matches
 from wasmtube_server.logs import JsonFormatter, PlainFormatter
 
 # A guest's line that, written as it is, would be three records; ESC [1A moves
@@ -152,3 +154,61 @@ def test_the_json_format_is_one_line_whatever_the_message() -> None:
     assert len(line.splitlines()) == 1
     assert line.isascii()
     assert json.loads(line)["message"] == text
+
+
+# The shared token: `authorization: Bearer <token>`, the scheme in any case
+# (RFC 7235), one or more spaces before the token.
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def guarded(start_daemon: Callable[..., RunningDaemon], modules_dir: Path, tmp_path: Path):
+    deploy(modules_dir, "guest", GUEST_WASM.read_bytes())
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{TOKEN}\n")
+    return start_daemon(modules_dir, auth_token_file=token_file)
+
+
+def list_with(daemon: RunningDaemon, authorization: str) -> grpc.StatusCode:
+    """The status of ListModules sent with that authorization header."""
+    try:
+        daemon.stub.ListModules(
+            pb.ListModulesRequest(), metadata=(("authorization", authorization),), timeout=5
+        )
+    except grpc.RpcError as e:
+        return e.code()
+    return grpc.StatusCode.OK
+
+
+ACCEPTED = [f"Bearer {TOKEN}", f"bearer {TOKEN}", f"BEARER {TOKEN}", f"bEaReR {TOKEN}",
+            f"Bearer   {TOKEN}", f"bearer  {TOKEN}"]  # fmt: skip
+REFUSED = [f"Bearer {TOKEN}x", f"bearer {TOKEN[:-1]}", "BEARER wrong", "bearer", "Bearer ",
+           f"Basic {TOKEN}", f"Bearer{TOKEN}", f"Bearers {TOKEN}", TOKEN,
+           f"Bearer {TOKEN.upper()}"]  # fmt: skip
+
+
+def test_the_bearer_scheme_is_case_insensitive(guarded: RunningDaemon) -> None:
+    for authorization in ACCEPTED:
+        assert list_with(guarded, authorization) == grpc.StatusCode.OK, authorization
+    response = guarded.stub.Call(
+        pb.CallRequest(module="guest", function="echo", json='{"args":"x"}'),
+        metadata=(("authorization", f"bearer {TOKEN}"),),
+        timeout=5,
+    )
+    assert response.json == '{"args":"x"}'
+
+
+def test_a_wrong_token_is_refused_whatever_the_scheme_case(guarded: RunningDaemon) -> None:
+    for authorization in REFUSED:
+        assert list_with(guarded, authorization) == grpc.StatusCode.UNAUTHENTICATED, authorization
+
+
+@pytest.mark.parametrize("header", ACCEPTED)
+def test_token_matches_accepts(header: str) -> None:
+    assert token_matches(header, TOKEN)
+
+
+@pytest.mark.parametrize("header", [*REFUSED, None, b"Bearer " + TOKEN.encode(), ""])
+def test_token_matches_refuses(header: str | bytes | None) -> None:
+    assert not token_matches(header, TOKEN)
