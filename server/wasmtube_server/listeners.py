@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import stat
 from pathlib import Path
 
@@ -29,19 +30,18 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
     )
 
 
-def bind_listeners(server: grpc.Server, config: Config) -> list[str]:
+def bind_listeners(server: grpc.Server | grpc.aio.Server, config: Config) -> list[str]:
     """Add every configured address to `server`; return them with real ports.
 
     TLS applies to TCP addresses. A Unix socket is protected by its file
-    permissions and stays plaintext, which is what local callers expect.
+    permissions (config.socket_mode, whatever the umask) and stays
+    plaintext, which is what local callers expect.
     """
     credentials = server_credentials(config)
     bound = []
     for address in config.listen:
         if address.startswith(UNIX_PREFIX):
-            _clear_stale_socket(Path(address[len(UNIX_PREFIX) :]))
-            if not server.add_insecure_port(address):
-                raise RuntimeError(f"cannot listen on {address}")
+            _bind_unix_socket(server, address, config.socket_mode)
             bound.append(address)
             continue
         host, _ = split_host_port(address, option="listen")
@@ -54,6 +54,29 @@ def bind_listeners(server: grpc.Server, config: Config) -> list[str]:
             raise RuntimeError(f"cannot listen on {address}: {e}") from e
         bound.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     return bound
+
+
+def _bind_unix_socket(server: grpc.Server | grpc.aio.Server, address: str, mode: int) -> None:
+    """Listen on the Unix socket at `address`, with file mode `mode`.
+
+    The socket is created with no permissions at all and only then given
+    `mode`, so it is never more open than asked for, even for an instant:
+    under a umask of 000 a plain bind would make it writable, so connectable,
+    by every local user.
+    """
+    path = Path(address[len(UNIX_PREFIX) :])
+    _clear_stale_socket(path)
+    # os.umask is process-wide: this must run while no other thread creates
+    # files. The daemon binds at start-up, before the loader, the watcher and
+    # the compile cache's writes begin. gRPC binds in add_insecure_port itself.
+    previous = os.umask(0o777)
+    try:
+        port = server.add_insecure_port(address)
+    finally:
+        os.umask(previous)
+    if not port:
+        raise RuntimeError(f"cannot listen on {address}")
+    os.chmod(path, mode)
 
 
 def _clear_stale_socket(path: Path) -> None:

@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
+import socket
+import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
+import wasmtube
 from conftest import GUEST_WASM, RunningDaemon, deploy, free_port, is_serving, wait_until, wat
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
+from wasmtube_server import Config
 from wasmtube_server.interceptors import token_matches
+from wasmtube_server.listeners import bind_listeners
 from wasmtube_server.logs import JsonFormatter, PlainFormatter
 
 # A guest's line that, written as it is, would be three records; ESC [1A moves
@@ -212,3 +218,93 @@ def test_token_matches_accepts(header: str) -> None:
 @pytest.mark.parametrize("header", [*REFUSED, None, b"Bearer " + TOKEN.encode(), ""])
 def test_token_matches_refuses(header: str | bytes | None) -> None:
     assert not token_matches(header, TOKEN)
+
+
+# The Unix socket's mode is --socket-mode (0660 by default), whatever the umask.
+
+
+@pytest.fixture
+def umask_000() -> Iterator[None]:
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+def socket_mode(path: Path) -> int:
+    status = path.stat()
+    assert stat.S_ISSOCK(status.st_mode)
+    return stat.S_IMODE(status.st_mode)
+
+
+@pytest.mark.parametrize(
+    ("options", "mode"),
+    [({}, 0o660), ({"socket_mode": 0o600}, 0o600), ({"socket_mode": 0o666}, 0o666)],
+    ids=["default", "600", "666"],
+)
+def test_the_socket_has_the_mode_asked_for_under_umask_000(
+    start_daemon: Callable[..., RunningDaemon],
+    modules_dir: Path,
+    tmp_path: Path,
+    umask_000: None,
+    options: dict[str, int],
+    mode: int,
+) -> None:
+    deploy(modules_dir, "guest", GUEST_WASM.read_bytes())
+    path = tmp_path / "run" / "wasmtube.sock"
+    start_daemon(modules_dir, listen=f"unix://{path}", **options)
+    assert socket_mode(path) == mode
+    assert os.umask(0) == 0, "the daemon must give the umask back"
+    with wasmtube.Client(f"unix://{path}", timeout=5) as client:
+        assert client.call("guest", "echo", {"args": "unix"}) == {"args": "unix"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "mode"), [([], 0o660), (["--socket-mode", "600"], 0o600)], ids=["default", "600"]
+)
+def test_the_daemon_started_under_umask_000_makes_its_socket_private(
+    modules_dir: Path, tmp_path: Path, flags: list[str], mode: int
+) -> None:
+    path = tmp_path / "w.sock"
+    command = [sys.executable, "-m", "wasmtube_server", "--modules", str(modules_dir)]
+    command += ["--listen", f"unix://{path}", "--metrics-listen", "off", *flags]
+    daemon = subprocess.Popen(command, stderr=subprocess.PIPE, encoding="utf-8", umask=0)
+    try:
+        wait_until(lambda: daemon.poll() is not None or is_serving(f"unix://{path}"), 30)
+        assert daemon.poll() is None, daemon.communicate()[1]
+        assert socket_mode(path) == mode
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=30)
+
+
+class RecordingServer:
+    """Stands in for a gRPC server: binds the socket as gRPC does, and records
+    the mode the socket file had the moment it was created."""
+
+    def __init__(self) -> None:
+        self.modes: list[int] = []
+        self._sockets: list[socket.socket] = []
+
+    def add_insecure_port(self, address: str) -> int:
+        path = address.removeprefix("unix://")
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(path)
+        self._sockets.append(listener)
+        self.modes.append(socket_mode(Path(path)))
+        return 1
+
+    def close(self) -> None:
+        for listener in self._sockets:
+            listener.close()
+
+
+def test_the_socket_is_never_more_open_than_asked_for(tmp_path: Path, umask_000: None) -> None:
+    path = tmp_path / "w.sock"
+    server = RecordingServer()
+    try:
+        config = Config(listen=f"unix://{path}", socket_mode=0o640)
+        assert bind_listeners(server, config) == [f"unix://{path}"]  # type: ignore[arg-type]
+    finally:
+        server.close()
+    assert server.modes == [0]
+    assert socket_mode(path) == 0o640
