@@ -5,7 +5,10 @@ the directory has been quiet for `debounce` seconds, so a burst of events from
 one deploy (create, write, close, rename) leads to one sync. A file written in
 place is left alone while it is open for writing (inotify reports the close),
 so a slow copy is not loaded half-written; a writer that never closes is
-loaded anyway after `max_write_wait` seconds.
+loaded anyway after `max_write_wait` seconds. Nor does any change wait longer
+than that for quiet: a file that changes without end (a log appended to, a
+writer that never stops) must not hold up every other deploy. Events for files
+that are neither modules nor settings do not count as noise at all.
 
 `mode` picks how changes are noticed: "events" (inotify), "poll" (stat every
 `poll_interval` seconds: NFS, EFS and other volumes without inotify), or
@@ -165,14 +168,17 @@ class ModuleWatcher(FileSystemEventHandler):
             return
         now = time.monotonic()
         with self._changed:
-            if self._is_directory_gone(event):
-                self._directory_went = True
+            relevant = event.is_directory
+            if relevant:
+                # It may be about the directory itself: look at it again.
+                self._event_since_check = True
+                self._directory_went |= self._is_directory_gone(event)
             for raw in (event.src_path, getattr(event, "dest_path", "")):
                 if raw:
-                    self._note(Path(os.fsdecode(raw)), event.event_type, now)
-            self._last_event = now
-            self._event_since_check = True
-            self._changed.notify_all()
+                    relevant |= self._note(Path(os.fsdecode(raw)), event.event_type, now)
+            if relevant:
+                self._last_event = now
+                self._changed.notify_all()
 
     def _is_directory_gone(self, event: FileSystemEvent) -> bool:
         """Whether `event` says the watched directory itself was deleted or moved."""
@@ -182,7 +188,8 @@ class ModuleWatcher(FileSystemEventHandler):
             and os.fsdecode(event.src_path) == self._watched_path
         )
 
-    def _note(self, path: Path, kind: str, now: float) -> None:
+    def _note(self, path: Path, kind: str, now: float) -> bool:
+        """Note what a change of `path` means; False if it concerns no module."""
         name = module_of_file(path)
         if name is not None:
             self._pending.setdefault(name, now)
@@ -190,13 +197,16 @@ class ModuleWatcher(FileSystemEventHandler):
                 self._writing.setdefault(name, now)
             elif kind in ("closed", "deleted", "moved", "created"):
                 self._writing.pop(name, None)
-        elif path.name.startswith(".."):
+            return True
+        if path.name.startswith(".."):
             # Kubernetes swaps a `..data` symlink to update a ConfigMap volume:
             # every module file may now point at new content.
             if self._full_sync_since is None:
                 self._full_sync_since = now
-        elif path.suffix == MODULE_SUFFIX:
+            return True
+        if path.suffix == MODULE_SUFFIX:
             log.debug("ignoring event for %s", path)
+        return False
 
     def _run(self) -> None:
         try:
@@ -226,14 +236,14 @@ class ModuleWatcher(FileSystemEventHandler):
                 return _Wake.STOP
             if self._event_since_check or time.monotonic() >= self._check_directory_at:
                 return _Wake.CHECK_DIRECTORY
-            if not (self._ready_names() or self._full_sync_since):
+            ready = self._ready_names()
+            if not (ready or self._full_sync_since):
                 self._changed.wait(self._idle_wait())
                 continue
-            quiet_for = time.monotonic() - self._last_event
-            if quiet_for < self._debounce:
-                self._changed.wait(self._debounce - quiet_for)
+            wait_more = self._debounce_left(ready)
+            if wait_more > 0:
+                self._changed.wait(wait_more)
                 continue
-            ready = self._ready_names()
             if self._full_sync_since is not None:
                 noticed_at = min([self._full_sync_since, *self._pending.values()])
                 self._pending.clear()
@@ -251,6 +261,17 @@ class ModuleWatcher(FileSystemEventHandler):
         now = time.monotonic()
         started = self._writing.get
         return {n for n in self._pending if now - started(n, -math.inf) > self._max_write_wait}
+
+    def _debounce_left(self, ready: set[str]) -> float:
+        """How much longer to wait for quiet before syncing `ready` (or the
+        full sync due): never past max_write_wait since the first of them
+        was noticed, so changes that never stop cannot hold them up."""
+        now = time.monotonic()
+        noticed = [self._pending[name] for name in ready]
+        if self._full_sync_since is not None:
+            noticed.append(self._full_sync_since)
+        quiet_left = self._debounce - (now - self._last_event)
+        return min(quiet_left, min(noticed) + self._max_write_wait - now)
 
     def _idle_wait(self) -> float:
         """How long to sleep with nothing ready: until the next look at the

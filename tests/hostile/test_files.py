@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -534,3 +535,46 @@ def test_a_cache_directory_of_another_user_is_refused(
     os.chown(cache, 4321, -1)
     with pytest.raises(OSError, match="writable by its owner, uid 4321, not the daemon's user"):
         start_daemon(modules_dir, cache_dir=cache)
+
+
+# Files that change without end must not hold up every other module's deploy.
+
+
+def append_forever(path: Path, stop: threading.Event) -> None:
+    with open(path, "ab") as f:
+        while not stop.wait(0.002):
+            f.write(b"x")
+            f.flush()
+
+
+def create_and_delete_forever(path: Path, stop: threading.Event) -> None:
+    while not stop.wait(0.002):
+        path.write_bytes(b"x")
+        path.unlink()
+
+
+@pytest.mark.parametrize(
+    ("noise", "name"),
+    [(append_forever, "noise.log"), (create_and_delete_forever, "junk.txt"),
+     (append_forever, "w.wasm")],
+    ids=["appended-log", "created-and-deleted", "module-written-for-ever"],
+)  # fmt: skip
+def test_a_file_changing_without_end_does_not_stop_other_deploys(
+    start_daemon: Callable[..., RunningDaemon],
+    modules_dir: Path,
+    noise: Callable[[Path, threading.Event], None],
+    name: str,
+) -> None:
+    deploy(modules_dir, "good", GOOD)
+    daemon = start_daemon(modules_dir, watch="events")
+    stop = threading.Event()
+    writer = threading.Thread(target=noise, args=(modules_dir / name, stop))
+    writer.start()
+    try:
+        deploy(modules_dir, "x", X)
+        assert daemon.wait_generation("x", 1).sha256 == sha256(X)
+        deploy(modules_dir, "good", X)
+        assert daemon.wait_generation("good", 2).sha256 == sha256(X)
+    finally:
+        stop.set()
+        writer.join()
