@@ -492,49 +492,99 @@ def test_the_cache_directory_the_daemon_creates_is_private(
     deploy(modules_dir, "a", A)
     start_daemon(modules_dir, cache_dir=cache / "compiled")
     assert stat.S_IMODE((cache / "compiled").stat().st_mode) == 0o700
+    assert entry_of(cache / "compiled", A)
+
+
+def own_directory(shared: Path) -> Path:
+    """Where the daemon keeps entries when others can write to --cache-dir."""
+    return shared / f"wasmtube-{os.geteuid()}"
 
 
 @pytest.mark.parametrize(
-    ("mode", "words"),
-    [(0o777, "writable by others (mode 0777)"), (0o770, "writable by its group (mode 0770)"),
-     (0o1777, "writable by others (mode 1777)"), (0o722, "writable by others (mode 0722)")],
-    ids=["world-writable", "group-writable", "sticky-world-writable", "write-only-for-others"],
-)  # fmt: skip
-def test_a_cache_directory_others_can_write_to_is_refused(
-    start_daemon: Callable[..., RunningDaemon],
-    modules_dir: Path,
-    cache: Path,
-    mode: int,
-    words: str,
+    "mode", [0o777, 0o770, 0o1777, 0o722], ids=["world", "group", "sticky-world", "write-only"]
+)
+def test_entries_never_go_where_others_can_write(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, cache: Path, mode: int
 ) -> None:
+    # A Kubernetes emptyDir is mode 0777 (2777 with an fsGroup).
+    deploy(modules_dir, "a", A)
     cache.mkdir()
     cache.chmod(mode)
-    with pytest.raises(OSError, match=re.escape(f"{cache} is {words}")):
-        start_daemon(modules_dir, cache_dir=cache)
+    start_daemon(modules_dir, cache_dir=cache).close()
+    assert not list(cache.glob("*.cwasm"))
+    assert stat.S_IMODE(own_directory(cache).stat().st_mode) == 0o700
+    assert entry_of(own_directory(cache), A)
+    again = start_daemon(modules_dir, cache_dir=cache)
+    assert cache_lookups(again, "hit") == 1
 
 
-def test_a_cache_directory_inside_one_others_can_write_to_is_refused(
-    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, tmp_path: Path
+def test_an_entry_planted_where_others_can_write_is_never_read(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, cache: Path, tmp_path: Path
 ) -> None:
-    # Whoever may write to a directory above may swap the cache for their own.
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    shared.chmod(0o777)
-    with pytest.raises(OSError, match=re.escape(f"{shared} is writable by others")):
-        start_daemon(modules_dir, cache_dir=shared / "cache")
-    # Sticky, as /tmp is: others cannot rename what is not theirs.
-    shared.chmod(0o1777)
-    start_daemon(modules_dir, cache_dir=shared / "cache")
+    deploy(modules_dir, "a", A)
+    deploy(modules_dir, "b", B)
+    private = tmp_path / "private"
+    start_daemon(modules_dir, cache_dir=private).close()
+    cache.mkdir()
+    cache.chmod(0o777)
+    # A valid entry of B under A's name, where anyone could have put it.
+    shutil.copyfile(entry_of(private, B), cache / entry_of(private, A).name)
+
+    daemon = start_daemon(modules_dir, cache_dir=cache)
+    assert daemon.call("a", "get").json == '{"module":"a"}'
+    assert (cache_lookups(daemon, "miss"), cache_lookups(daemon, "hit")) == (2, 0)
+
+
+def test_the_cache_directory_is_held_open_while_the_daemon_runs(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, cache: Path
+) -> None:
+    # Whoever can write to the shared directory can rename the daemon's own
+    # away and put another there: the daemon keeps using the one it opened.
+    deploy(modules_dir, "a", A)
+    cache.mkdir()
+    cache.chmod(0o777)
+    daemon = start_daemon(modules_dir, cache_dir=cache)
+    own_directory(cache).rename(cache / "moved")
+    own_directory(cache).mkdir(mode=0o700)
+
+    deploy(modules_dir, "b", B)
+    daemon.wait_generation("b", 1)
+    assert entry_of(cache / "moved", B)
+    assert not list(own_directory(cache).iterdir())
+
+
+def test_a_symlink_in_place_of_the_daemons_own_directory_is_refused(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, cache: Path, tmp_path: Path
+) -> None:
+    cache.mkdir()
+    cache.chmod(0o777)
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    own_directory(cache).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError, match=re.escape(f"cannot use {cache} as the compile cache")):
+        start_daemon(modules_dir, cache_dir=cache)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory away needs root")
-def test_a_cache_directory_of_another_user_is_refused(
+def test_a_directory_of_another_user_in_place_of_the_daemons_own_is_refused(
     start_daemon: Callable[..., RunningDaemon], modules_dir: Path, cache: Path
 ) -> None:
+    cache.mkdir()
+    cache.chmod(0o777)
+    own_directory(cache).mkdir(mode=0o700)
+    os.chown(own_directory(cache), 4321, -1)
+    with pytest.raises(OSError, match="is not its own private directory \\(owner uid 4321"):
+        start_daemon(modules_dir, cache_dir=cache)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory away needs root")
+def test_a_cache_directory_of_another_user_gets_a_private_one_inside(
+    start_daemon: Callable[..., RunningDaemon], modules_dir: Path, cache: Path
+) -> None:
+    deploy(modules_dir, "a", A)
     cache.mkdir(mode=0o700)
     os.chown(cache, 4321, -1)
-    with pytest.raises(OSError, match="writable by its owner, uid 4321, not the daemon's user"):
-        start_daemon(modules_dir, cache_dir=cache)
+    start_daemon(modules_dir, cache_dir=cache)
+    assert entry_of(own_directory(cache), A)
 
 
 # Files that change without end must not hold up every other module's deploy.
