@@ -11,30 +11,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from wat_text import PARSE, PRINT
 
 from conftest import RunningDaemon, deploy, wat
 
 MIB = 1024 * 1024
 DEFAULT_TABLE_CAP = 65536
-
-# Writes signed $v in decimal at $p and returns its length (scratch at p+64).
-PRINT = """
-  (func $print (param $p i32) (param $v i32) (result i32) (local $q i32) (local $neg i32)
-    (local.set $neg (i32.lt_s (local.get $v) (i32.const 0)))
-    (if (local.get $neg) (then (local.set $v (i32.sub (i32.const 0) (local.get $v)))))
-    (local.set $q (i32.add (local.get $p) (i32.const 64)))
-    (loop $l
-      (local.set $q (i32.sub (local.get $q) (i32.const 1)))
-      (i32.store8 (local.get $q) (i32.add (i32.const 48) (i32.rem_u (local.get $v) (i32.const 10))))
-      (local.set $v (i32.div_u (local.get $v) (i32.const 10)))
-      (br_if $l (local.get $v)))
-    (if (local.get $neg) (then
-      (local.set $q (i32.sub (local.get $q) (i32.const 1)))
-      (i32.store8 (local.get $q) (i32.const 45))))
-    (memory.copy (local.get $p) (local.get $q)
-      (i32.sub (i32.add (local.get $p) (i32.const 64)) (local.get $q)))
-    (i32.sub (i32.add (local.get $p) (i32.const 64)) (local.get $q)))
-"""
 
 # Seed-ABI functions that grow a table by the decimal number they get as
 # input (4294967295 is -1 as an i32, which table.grow reads as 2^32 - 1).
@@ -44,15 +26,7 @@ TABLES = wat(f"""
   (memory (export "memory") 1)
   (table $t (export "table") 1 funcref)
   (table $hidden 1 funcref)
-  (func $parse (param $p i32) (param $n i32) (result i32) (local $v i32) (local $end i32)
-    (local.set $end (i32.add (local.get $p) (local.get $n)))
-    (block $done (loop $l
-      (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
-      (local.set $v (i32.add (i32.mul (local.get $v) (i32.const 10))
-                             (i32.sub (i32.load8_u (local.get $p)) (i32.const 48))))
-      (local.set $p (i32.add (local.get $p) (i32.const 1)))
-      (br $l)))
-    (local.get $v))
+  {PARSE}
   {PRINT}
   (func (export "grow") (param $p i32) (param $n i32) (result i32)
     (call $print (local.get $p)

@@ -79,13 +79,17 @@ class CallLabel:
 
 
 class Reporting(Protocol):
-    """The part of a GuestInstance the host functions use."""
+    """The part of a GuestInstance the host functions (and wasi.py's) use."""
 
     memory: LinearMemory
     reported: ReportedError | None
     call: CallLabel | None
     declared_image: tuple[int, int, int] | None
     config_json: bytes
+    armed_at: float
+    deadline: float
+    overran: bool
+    wasi_clock_origin: int
 
 
 class _Bucket:
@@ -145,6 +149,11 @@ class HostFunctions:
 
     def register(self, context: int, instance: Reporting) -> None:
         self._instances[context] = instance
+
+    def instance_of(self, caller: wasmtime.Caller) -> Reporting | None:
+        """The instance a host function's caller runs in; None while it is
+        being instantiated (it registers once it exists)."""
+        return self._instances.get(caller_context_address(caller))
 
     def _fail(self, caller: wasmtime.Caller, code: int, ptr: int, length: int) -> None:
         try:

@@ -44,6 +44,7 @@ class GuestInstance:
         "_context",
         "_fuel",
         "_instance",
+        "armed_at",
         "call",
         "config_json",
         "deadline",
@@ -56,6 +57,7 @@ class GuestInstance:
         "reported",
         "runtime",
         "store",
+        "wasi_clock_origin",
     )
 
     def __init__(
@@ -69,6 +71,9 @@ class GuestInstance:
         # The cap on linear memory: the module's own (NAME.toml) or the daemon's.
         self.max_memory = max_memory or runtime.limits.max_memory
         self.store = runtime.new_store(self.max_memory)
+        # After the Store's WASI context was made, so at or after the start of
+        # the guest's WASI monotonic clock (see wasi.py).
+        self.wasi_clock_origin = time.monotonic_ns()
         self._context = context_address(self.store)
         self._fuel = runtime.limits.fuel
         self._compiled = compiled
@@ -104,8 +109,10 @@ class GuestInstance:
         """Give the next call `seconds` of time and a full tank of fuel."""
         set_epoch_deadline(self._context, ticks(seconds))
         # The same deadline as a time.monotonic(), for host functions that
-        # wait (WASI poll_oneoff): none may wait past it.
-        self.deadline = time.monotonic() + seconds
+        # wait (WASI poll_oneoff): none may wait past it, nor past an
+        # interrupt of the calls armed before it (Runtime.interrupt_all).
+        self.armed_at = now = time.monotonic()
+        self.deadline = now + seconds
         # Set by a host function that stopped short at the deadline: the call
         # ran out of time, whatever the guest does next.
         self.overran = False

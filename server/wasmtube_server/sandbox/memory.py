@@ -55,6 +55,12 @@ class LinearMemory:
         end = offset + length
         return end <= self.size or end <= self.current_size()
 
+    def view(self, offset: int, length: int) -> memoryview:
+        """A view of [offset, offset + length), which must lie inside the
+        memory (IndexError if not). Use it at once: it is valid only as long
+        as the instance's Store."""
+        return self._view_of(offset, length, "access")
+
     def write(self, offset: int, data: bytes | memoryview) -> None:
         """Copy `data` to `offset`."""
         self._view_of(offset, len(data), "write")[:] = data

@@ -20,13 +20,13 @@ import wasmtime
 
 from .compile_cache import CompileCache
 from .host import HOST_MODULE, HostFunctions
+from .wasi import WASI_MODULE, Interrupts, WasiShim
 
 __all__ = ["MAX_TABLES", "TICK_SECONDS", "Limits", "Runtime", "ticks"]
 
 # Epoch granularity: a deadline fires at most one tick late. 10 ms keeps the
 # overshoot far below the 100 ms budget, and the ticker costs ~0% CPU.
 TICK_SECONDS = 0.01
-WASI_MODULE = "wasi_snapshot_preview1"
 # Tables an instance may have. Toolchains emit one (the indirect function
 # table), a few more with reference types; 8 leaves room for those while
 # bounding what tables can hold to 8 x max_table_elements x 8 bytes (4 MiB at
@@ -115,8 +115,12 @@ class Runtime:
         self.linker = wasmtime.Linker(self.engine)
         self.host = HostFunctions(limits.guest_log_rate, on_guest_log_dropped)
         self.host.define(self.linker)
+        self.interrupts = Interrupts()
         if limits.wasi:
             self.linker.define_wasi()
+            # Over wasmtime's own: the WASI functions that could run past a
+            # call's deadline (see wasi.py).
+            WasiShim(self.host.instance_of, self.interrupts).define(self.linker)
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="wasmtube-epoch", daemon=True)
 
@@ -124,19 +128,23 @@ class Runtime:
         self._ticker.start()
 
     def interrupt_all(self) -> None:
-        """Make every guest running now trap with INTERRUPT at once.
+        """Make every guest call running now end at once, as timed out.
 
         Advancing the epoch past the longest deadline any Store can have
-        passes every deadline.
+        makes running guest code trap with INTERRUPT at its next check, and
+        host functions that wait for a call (wasi.py) return at once and end
+        it. Calls armed afterwards run as usual.
         """
         for _ in range(math.ceil(self.limits.call_timeout / TICK_SECONDS) + 2):
             self.engine.increment_epoch()
+        self.interrupts.interrupt()
 
     def stop(self) -> None:
         """Stop the ticker, and first interrupt every guest still running:
         without ticks no deadline would ever pass, and a guest in an endless
-        loop would spin on after shutdown."""
+        loop would spin on after shutdown, or a WASI sleep wait it out."""
         self.interrupt_all()
+        self.interrupts.close()
         self._stop.set()
         if self._ticker.is_alive():
             self._ticker.join(timeout=1)

@@ -56,10 +56,15 @@ class Usage:
 
 def timed_out(function: str, seconds: float, reported: str = "") -> GuestTimedOut:
     return GuestTimedOut(
-        f"function {function!r} ran past its {seconds:.2g} s deadline and was stopped"
+        f"function {function!r} ran past its {_seconds(seconds)} s deadline and was stopped"
         + _after(reported),
         "timeout",
     )
+
+
+def _seconds(seconds: float) -> str:
+    """0.48, 3, 600: two significant digits, but never an exponent."""
+    return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2g}"
 
 
 def _after(reported: str) -> str:
