@@ -12,11 +12,20 @@ call plus one free instead of four guest calls; buffers over
 KEEP_INPUT_BUFFER bytes are freed after the call, so an idle instance does
 not hold a frame-sized buffer. Every pointer and length the guest hands back
 is checked against its memory before use.
+
+No call may read what the host wrote or read for an earlier one: after the
+call, the input's bytes are zeroed in the buffer (kept or about to be
+freed), and so is the output if the host owns it then: inside the input
+buffer, or about to be given back with wasmtube_free, after which the
+guest's allocator may hand it to the next call. An output the guest keeps
+(no wasmtube_free: it may be the guest's own data) is the guest's to clear.
+This holds when the guest fails on purpose (wasmtube.fail) too: that keeps
+the instance. After any other failure the instance is dropped.
 """
 
 from __future__ import annotations
 
-from ..errors import GuestOutputError, InputTooLarge
+from ..errors import GuestError, GuestOutputError, InputTooLarge
 from .abi import ALLOC_EXPORT, FREE_EXPORT
 from .guest_call import Output, Payload, invoke, read_output, unpack
 from .instance import GuestInstance
@@ -38,7 +47,11 @@ def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds
     else:
         in_ptr, capacity = _input_buffer(instance, size, seconds)
     memory.write(in_ptr, data)
-    packed = invoke(instance, function, in_ptr, size, *sizes, seconds=seconds) & _U64
+    try:
+        packed = invoke(instance, function, in_ptr, size, *sizes, seconds=seconds) & _U64
+    except GuestError:
+        memory.zero(in_ptr, size)
+        raise
     out_ptr, out_len = packed >> 32, packed & _U32
     if not memory.fits(out_ptr, out_len):
         raise GuestOutputError(
@@ -46,9 +59,13 @@ def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds
             f"outside its linear memory ({memory.current_size()} bytes)"
         )
     output = read_output(instance, function, out_ptr, out_len)
+    in_place = in_ptr <= out_ptr <= out_ptr + out_len <= in_ptr + capacity
+    if in_place or instance.frees:
+        memory.zero(out_ptr, out_len)
+    memory.zero(in_ptr, size)
     if instance.frees:
         # Pooled instances live on: without this their heap would only grow.
-        if not in_ptr <= out_ptr <= out_ptr + out_len <= in_ptr + capacity:
+        if not in_place:
             invoke(instance, FREE_EXPORT, out_ptr, out_len, seconds=seconds)
         if capacity > KEEP_INPUT_BUFFER:
             instance.input_buffer = None

@@ -11,6 +11,8 @@ slice assignment from the request's bytes, output text is decoded straight
 out of linear memory, without an intermediate bytes object. Neither releases
 the GIL, unlike a ctypes call (memmove, string_at): a released GIL goes to
 another request's thread, and getting it back costs two thread switches.
+Zeroing likewise copies from a block of zeros, except for ranges so large
+that the thread switches are lost in the work (ctypes.memset).
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from .native import memory_address, memory_data, memory_data_size
 __all__ = ["LinearMemory"]
 
 _utf_8_decode = codecs.utf_8_decode
+# Ranges up to this size are zeroed by a slice assignment from _ZEROS; larger
+# ones by memset, which releases the GIL but costs no copy of zeros.
+_ZERO_BLOCK = 1 << 16
+_ZEROS = memoryview(bytes(_ZERO_BLOCK))
+_memset = ctypes.memset
 
 
 class LinearMemory:
@@ -64,6 +71,19 @@ class LinearMemory:
     def write(self, offset: int, data: bytes | memoryview) -> None:
         """Copy `data` to `offset`."""
         self._view_of(offset, len(data), "write")[:] = data
+
+    def zero(self, offset: int, length: int) -> None:
+        """Overwrite [offset, offset + length) with zeros, clipped to the memory."""
+        end = offset + length
+        if end > self.size:
+            end = min(end, self.current_size())
+        if offset < 0 or end <= offset:
+            return
+        length = end - offset
+        if length <= _ZERO_BLOCK:
+            self._view_of(offset, length, "zero")[:] = _ZEROS[:length]
+        else:
+            _memset(self.base + offset, 0, length)
 
     def read_bytes(self, offset: int, length: int) -> bytes:
         """Copy `length` bytes from `offset`."""

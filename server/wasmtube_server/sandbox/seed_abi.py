@@ -1,12 +1,16 @@
 """The seed ABI: input written at a fixed offset, output read back from it.
 
 This is exactly what the Elixir seed library did, so its guests run unchanged,
-plus the bounds and format checks the seed never made.
+plus the bounds and format checks the seed never made, and one more: after a
+call the host zeroes [offset, offset + max(input, output)), the bytes it
+wrote and read, so no later call on a pooled instance can read them. This
+holds when the guest fails on purpose (wasmtube.fail) too, which keeps the
+instance; after any other failure the instance is dropped.
 """
 
 from __future__ import annotations
 
-from ..errors import GuestOutputError, InputTooLarge
+from ..errors import GuestError, GuestOutputError, InputTooLarge
 from .guest_call import Output, Payload, invoke, read_output, unpack
 from .instance import GuestInstance
 
@@ -26,7 +30,11 @@ def call_seed(
             f"inputs up to --max-memory"
         )
     memory.write(offset, data)
-    length = invoke(instance, function, offset, len(data), *sizes, seconds=seconds)
+    try:
+        length = invoke(instance, function, offset, len(data), *sizes, seconds=seconds)
+    except GuestError:
+        memory.zero(offset, len(data))
+        raise
 
     # The guest may have grown its memory during the call: fits() rereads the
     # size when the output reaches past the size known before.
@@ -35,4 +43,6 @@ def call_seed(
             f"function {function!r} returned output length {length}, outside its "
             f"linear memory ({memory.current_size()} bytes, output read at offset {offset})"
         )
-    return read_output(instance, function, offset, length)
+    output = read_output(instance, function, offset, length)
+    memory.zero(offset, max(len(data), length))
+    return output
