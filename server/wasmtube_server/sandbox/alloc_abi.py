@@ -60,9 +60,13 @@ def call_alloc(instance: GuestInstance, function: str, payload: Payload, seconds
         )
     output = read_output(instance, function, out_ptr, out_len)
     in_place = in_ptr <= out_ptr <= out_ptr + out_len <= in_ptr + capacity
-    if in_place or instance.frees:
-        memory.zero(out_ptr, out_len)
-    memory.zero(in_ptr, size)
+    if in_place:
+        # One range from the input's start to whichever ends last.
+        memory.zero(in_ptr, max(size, out_ptr + out_len - in_ptr))
+    else:
+        memory.zero(in_ptr, size)
+        if instance.frees:
+            memory.zero(out_ptr, out_len)
     if instance.frees:
         # Pooled instances live on: without this their heap would only grow.
         if not in_place:

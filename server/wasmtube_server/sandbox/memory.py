@@ -75,6 +75,10 @@ class LinearMemory:
     def zero(self, offset: int, length: int) -> None:
         """Overwrite [offset, offset + length) with zeros, clipped to the memory."""
         end = offset + length
+        view = self._view
+        if view is not None and 0 <= offset <= end <= self.size and length <= _ZERO_BLOCK:
+            view[offset:end] = _ZEROS[:length]  # the common case: a small range, view made
+            return
         if end > self.size:
             end = min(end, self.current_size())
         if offset < 0 or end <= offset:
