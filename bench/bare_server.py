@@ -19,7 +19,7 @@ import grpc
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
-from wasmtube_server.executor import HandlerPool
+from wasmtube_server.admission.workers import WorkerPool
 
 
 class BareEcho(pb_grpc.WasmtubeServicer):
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     size = 64 << 20
     server = grpc.server(
-        HandlerPool(max_workers=68),
+        WorkerPool(max_workers=68),
         options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
     )
     costly = args.spin_us > 0 or args.release_gil

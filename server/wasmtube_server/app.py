@@ -3,27 +3,34 @@
 `Daemon` is what tests and embedders use (start on port 0, read the bound
 ports, stop); `run()` is what the CLI calls: it adds signal handling and
 blocks until SIGTERM or SIGINT.
+
+The gRPC server is grpc.aio's, on an event loop of its own thread
+("wasmtube-grpc"), so that waiting for a client's bytes never holds a
+thread; guests run on the worker threads (admission/workers.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Coroutine
 from types import FrameType
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from .admission import CallSlots, StreamSlots, WorkerPool
 from .calls import Caller
 from .config import UNIX_PREFIX, Config, split_host_port
-from .executor import HandlerPool
-from .gate import CallGate
+from .health import Health
 from .interceptors import TokenAuthInterceptor
 from .listeners import bind_listeners
 from .loader import DirectoryLoader
@@ -39,9 +46,17 @@ log = logging.getLogger(__name__)
 
 # How often the main thread wakes to run signal handlers (see run()).
 SIGNAL_CHECK_SECONDS = 0.2
-# gRPC threads kept beyond --max-workers for health checks and reflection.
-SPARE_THREADS = 4
+# After the drain, how long RPCs still in flight (refused ones being
+# answered, requests still arriving) get before the server cancels them.
+SERVER_STOP_GRACE = 1.0
+# The drain ends once no call has been refused for this long (or the grace
+# period is over): clients told UNAVAILABLE have gone elsewhere, so stopping
+# the server cuts off no call that is on its way. (grpc's server answers a
+# call that reaches it in the last moment before it stops with CANCELLED.)
+QUIET_SECONDS = 0.25
 SERVICE_NAME = SERVICE.full_name
+
+_T = TypeVar("_T")
 
 
 class Daemon:
@@ -65,15 +80,25 @@ class Daemon:
         self.modules = ModuleRegistry(self.runtime, self.metrics, config)
         self.loader = DirectoryLoader(config.modules_dir, self.modules, config)
         self._watcher = ModuleWatcher(
-            self.loader, config.reload_debounce, config.watch, config.poll_interval
+            self.loader,
+            config.reload_debounce,
+            config.watch,
+            config.poll_interval,
+            on_directory_missing=self._directory_missing,
         )
         self._loading = threading.Thread(
             target=self._load_directory, name="wasmtube-initial-load", daemon=True
         )
-        self._health = health.HealthServicer()
-        self._gate = CallGate(config.max_workers)
-        self._grpc: grpc.Server | None = None
-        self._handlers: HandlerPool | None = None
+        self._workers = WorkerPool(config.max_workers, thread_name_prefix="wasmtube-worker")
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self._loop.run_forever, name="wasmtube-grpc", daemon=True
+        )
+        # Made on the loop (start()): they belong to it.
+        self._health: Health | None = None
+        self._service: WasmtubeService | None = None
+        self._call_slots: CallSlots | None = None
+        self._grpc: grpc.aio.Server | None = None
         self._metrics_http: WSGIServer | None = None
         self.addresses: list[str] = []
         self.metrics_port = 0
@@ -89,20 +114,22 @@ class Daemon:
         if not directory.is_dir():
             raise FileNotFoundError(f"module directory {directory} does not exist")
         self.runtime.start()
-        for service in ("", SERVICE_NAME):
-            self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self._start_metrics()
-        self._start_grpc()
+        self._loop_thread.start()
+        self._on_loop(self._start_grpc())
         # Watch before the first scan, so a file that lands in between is seen.
         self._watcher.start()
         self._loading.start()
+
+    def _on_loop(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """Run `work` on the server's event loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
     def _load_directory(self) -> None:
         started = time.monotonic()
         self.loader.sync()
         self.modules.ready.set()
-        for service in ("", SERVICE_NAME):
-            self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._on_loop(self._health_reason("starting", None))
         log.info(
             "wasmtube serving %d modules from %s on %s (loaded in %.3f s)",
             len(self.modules.names()),
@@ -110,6 +137,16 @@ class Daemon:
             self.address,
             time.monotonic() - started,
         )
+
+    async def _health_reason(self, kind: str, reason: str | None) -> None:
+        assert self._health is not None
+        await self._health.set_reason(kind, reason)
+
+    def _directory_missing(self, reason: str | None) -> None:
+        """Told by the watcher why the module directory is missing, or None
+        once it is back: no module can serve meanwhile."""
+        # Not waited for: the loop may be stopping.
+        asyncio.run_coroutine_threadsafe(self._health_reason("directory", reason), self._loop)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the module directory has been loaded; False on timeout."""
@@ -128,44 +165,45 @@ class Daemon:
                 return int(address.rpartition(":")[2])
         return 0
 
-    def _start_grpc(self) -> None:
-        size = self.config.max_message_size
-        self._handlers = HandlerPool(
-            # Threads beyond the call cap keep health checks answered.
-            max_workers=self.config.max_workers + SPARE_THREADS,
-            thread_name_prefix="wasmtube-grpc",
-        )
-        server = grpc.server(
-            self._handlers,
+    async def _start_grpc(self) -> None:
+        config = self.config
+        size = config.max_message_size
+        server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
+                ("grpc.max_concurrent_streams", config.max_connection_streams),
                 # One daemon per port: a second one must fail, not share it.
                 ("grpc.so_reuseport", 0),
             ],
             interceptors=self._interceptors(),
         )
-        add_to_server(
-            WasmtubeService(
-                self.modules,
-                Caller(self.modules, self.config.check_output),
-                self.metrics,
-                self.config.call_timeout,
-                self._gate,
-            ),
-            server,
+        self._call_slots = CallSlots(config.max_workers)
+        self._service = WasmtubeService(
+            self.modules,
+            Caller(self.modules, config.check_output),
+            self.metrics,
+            config.call_timeout,
+            config.receive_timeout,
+            self._call_slots,
+            StreamSlots(config.max_streams),
+            self._workers,
+        )
+        add_to_server(self._service, server)
+        self._health = Health(
+            (SERVICE_NAME,), starting=f"loading the module directory {config.modules_dir}"
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.addresses = bind_listeners(server, self.config)
-        server.start()
+        self.addresses = bind_listeners(server, config)
+        await server.start()
         self._grpc = server
 
-    def _interceptors(self) -> list[grpc.ServerInterceptor]:
-        # Each interceptor runs on every RPC, in gRPC's one polling thread:
-        # only those asked for. The call cap and drain are in CallGate.
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        # Each interceptor runs on every RPC: only those asked for. The call
+        # slots and the drain are in admission/slots.py.
         token_file = self.config.auth_token_file
         if token_file is None:
             return []
@@ -188,31 +226,46 @@ class Daemon:
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let running ones finish within `grace`, free everything.
 
-        While draining, health says NOT_SERVING and new calls get UNAVAILABLE;
-        calls still running when the grace period ends are cancelled.
+        While draining, health says NOT_SERVING, new calls get UNAVAILABLE and
+        streams waiting for their next message end with UNAVAILABLE; guests
+        still running when the grace period ends are interrupted.
         """
         grace = self.config.grace if grace is None else grace
-        for service in ("", SERVICE_NAME):
-            self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self._gate.start_draining()
-        if self._grpc is not None:
-            if not self._gate.wait_idle(grace):
-                log.warning(
-                    "%d calls still running after %s s; cancelling them", self._gate.running, grace
-                )
-            self._grpc.stop(0).wait()
-            log.info("stopped")
+        if self._loop_thread.is_alive():
+            self._on_loop(self._drain(grace))
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join(timeout=5)
         self._watcher.stop()
         if self._loading.is_alive():
             self._loading.join(timeout=5)
         self.runtime.stop()
-        if self._handlers is not None:
-            # Let handlers finish sending what they have (every guest has
-            # just been interrupted), as the process must not exit under them.
-            self._handlers.shutdown(wait=True)
+        # Every guest has just been interrupted: the workers end at once.
+        self._workers.shutdown(wait=True)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
+
+    async def _drain(self, grace: float) -> None:
+        if self._grpc is None:
+            return
+        assert self._call_slots is not None and self._service is not None
+        await self._health_reason("draining", "wasmtube is shutting down")
+        self._call_slots.start_draining()
+        self._service.end_idle_streams()
+        try:
+            async with asyncio.timeout(grace):
+                await self._call_slots.idle()
+                await self._call_slots.quiet(QUIET_SECONDS)
+        except TimeoutError:
+            if self._call_slots.taken:
+                log.warning(
+                    "%d calls still running after %s s; interrupting them",
+                    self._call_slots.taken,
+                    grace,
+                )
+                self.runtime.interrupt_all()
+        await self._grpc.stop(SERVER_STOP_GRACE)
+        log.info("stopped")
 
     def __enter__(self) -> Daemon:
         self.start()

@@ -1,12 +1,13 @@
 """One call, from a checked request to the guest's output.
 
-The request walks one way: module version chosen, function and input matched
-to its calling convention, a slot and an instance taken, the guest run, its
-output checked. Every failure is a WasmtubeError raised on the way.
+A request is resolved once, on the event loop, into an Invocation: the module
+version and function it names and the payload matched to the function's
+calling convention, with its deadline and call id. The Invocation then runs
+on a worker thread, on a leased instance. Every failure is a WasmtubeError
+raised on the way.
 
-This is the path every call takes, so it is written for speed: names found
-in the registry need no further checks (only loaded names are there), and
-the full checks with their messages run only when a lookup fails.
+Names found in the registry need no further checks (only loaded names are
+there), so the full checks with their messages run only when a lookup fails.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 
@@ -21,8 +23,8 @@ from .errors import (
     CallTimedOut,
     FunctionNotCallable,
     FunctionNotFound,
-    GuestError,
     GuestOutputError,
+    GuestTimedOut,
     InvalidArgument,
 )
 from .names import check_function_name, check_module_name
@@ -30,18 +32,36 @@ from .registry import LoadedModule, ModuleRegistry
 from .sandbox import (
     CallLabel,
     ExportedFunction,
-    GuestInstance,
     ImageInput,
+    Lease,
     Output,
     Payload,
     PixelFormat,
-    call_function,
 )
 
-__all__ = ["Caller"]
+__all__ = ["Caller", "Invocation", "SliceExpired"]
 
 # The request's format (pb.PixelFormat) as the ABI numbers it; 0, unset, is RGB8.
 _FORMATS = {0: PixelFormat.RGB8, **{f.value: f for f in PixelFormat}}
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One call, resolved: what runs, on what input, until when."""
+
+    module: LoadedModule
+    function: ExportedFunction
+    payload: Payload
+    # time.monotonic() by which the guest must be done.
+    deadline: float
+    # Seconds from the call's start to its deadline, as errors name it.
+    budget: float
+    label: CallLabel
+
+
+class SliceExpired(Exception):
+    """A call run within a time slice shorter than its deadline outran the
+    slice: its instance is gone, and the call may run again from the start."""
 
 
 class Caller:
@@ -74,60 +94,60 @@ class Caller:
             f"{function.signature}: {function.why_not_callable}"
         )
 
-    def call(
-        self,
+    @staticmethod
+    def invocation(
         request: pb.CallRequest,
         module: LoadedModule,
         function: ExportedFunction,
         deadline: float,
         call_id: int,
         pixels: memoryview | None = None,
-        held: GuestInstance | None = None,
-    ) -> Output:
-        """Run the call and return the guest's output.
+    ) -> Invocation:
+        """The call `request` asks for, due by `deadline` (time.monotonic())
+        unless the module's settings give it less time. `pixels`, if given,
+        are the image's data, left out of `request` by the deserializer."""
+        now = time.monotonic()
+        deadline = min(deadline, now + module.settings.call_timeout)
+        return Invocation(
+            module,
+            function,
+            _payload(request, function, pixels),
+            deadline,
+            deadline - now,
+            CallLabel(module.name, function.name, call_id),
+        )
 
-        `deadline` is the time.monotonic() by which it must end, unless the
-        module's settings give it less time; `call_id` labels the lines the
-        guest logs; `pixels`, if given, are the image's data, left out of
-        `request` by the deserializer (wire.py). The call runs on `held`, an
-        instance the caller keeps (a stream's) and gives back or drops itself,
-        or else on one from the module's pool. Either way the module's limiter
-        bounds how many calls run at once.
+    def run(
+        self,
+        invocation: Invocation,
+        lease: Lease | None = None,
+        time_slice: float | None = None,
+    ) -> Output:
+        """Run `invocation` on `lease`'s instance (a stream's), or on one
+        leased from the module's pool for this call alone. Blocks.
+
+        With `time_slice`, the guest gets at most that many seconds; if it
+        outruns them before its own deadline, SliceExpired is raised.
         """
-        payload = _payload(request, function, pixels)
-        deadline = min(deadline, time.monotonic() + module.settings.call_timeout)
-        limiter = module.limiter
-        limiter.enter(deadline)
+        seconds = invocation.deadline - time.monotonic()
+        function = invocation.function
+        if seconds <= 0:
+            raise CallTimedOut(f"the deadline passed before function {function.name!r} could start")
+        sliced = False
+        if time_slice is not None and time_slice < seconds:
+            seconds, sliced = time_slice, True
+        module = invocation.module
+        arguments = (function, invocation.payload, module.settings.seed_offset, seconds)
         try:
-            # The wait for a slot may have used up the time.
-            seconds = deadline - time.monotonic()
-            if seconds <= 0:
-                raise CallTimedOut(
-                    f"the deadline passed before function {function.name!r} could start"
-                )
-            if held is not None:
-                instance = held
+            if lease is None:
+                with Lease(module.pool) as own:
+                    output = own.run(*arguments, invocation.label, invocation.budget)
             else:
-                pool = module.pool
-                instance = pool.take()
-            instance.call = CallLabel(module.name, function.name, call_id)
-            try:
-                output = call_function(
-                    instance, function, payload, module.settings.seed_offset, seconds
-                )
-            except GuestError as e:
-                # Failing on purpose is a normal return: the instance is fine.
-                if held is None and e.instance_usable:
-                    pool.give(instance)
-                raise
-            # An instance goes back to the pool only after a call that raised
-            # nothing (or failed on purpose): a trap, an interrupt or an output
-            # out of bounds can leave its memory in any state. A held instance
-            # is its holder's to give back.
-            if held is None:
-                pool.give(instance)
-        finally:
-            limiter.leave()
+                output = lease.run(*arguments, invocation.label, invocation.budget)
+        except GuestTimedOut as e:
+            if sliced:
+                raise SliceExpired() from e
+            raise
         if self._check_output and isinstance(output, str):
             _check_json_output(function, output)
         return output

@@ -30,6 +30,7 @@ __all__ = [
     "ModuleLoadError",
     "ModuleNotFound",
     "Overloaded",
+    "ReceiveTimedOut",
     "SettingsError",
     "StillLoading",
     "WasmtubeError",
@@ -139,6 +140,12 @@ class GuestHostCallFailed(GuestTrap):
 
 class CallTimedOut(WasmtubeError):
     """The deadline passed before the guest could start (waiting for an instance)."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ReceiveTimedOut(WasmtubeError):
+    """A request message did not arrive in full within --receive-timeout."""
 
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 

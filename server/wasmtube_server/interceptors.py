@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -25,7 +25,7 @@ def token_matches(header: str | bytes | None, token: str) -> bool:
     return hmac.compare_digest(credentials.strip(" ").encode(), token.encode())
 
 
-class TokenAuthInterceptor(grpc.ServerInterceptor):
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     """Refuse calls without `authorization: Bearer <token>`, before any handler runs.
 
     The health service stays open: the kubelet's gRPC probes cannot send a
@@ -36,33 +36,34 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         self._token = token
         self._open_prefixes = tuple(f"/{service}/" for service in open_services)
 
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler:
         if handler_call_details.method.startswith(self._open_prefixes):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         sent = dict(handler_call_details.invocation_metadata or ()).get("authorization")
         if token_matches(sent, self._token):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         message = (
             "missing authorization metadata: send 'authorization: Bearer <token>'"
             if sent is None
             else "the bearer token is not the one this daemon accepts"
         )
         return _refusal(
-            grpc.StatusCode.UNAUTHENTICATED, message, continuation(handler_call_details)
+            grpc.StatusCode.UNAUTHENTICATED, message, await continuation(handler_call_details)
         )
 
 
 def _refusal(
     code: grpc.StatusCode, message: str, handler: grpc.RpcMethodHandler | None
 ) -> grpc.RpcMethodHandler:
-    """A handler that answers `code` at once, shaped like the one it replaces."""
+    """A handler that answers `code` at once, shaped like the one it replaces,
+    which never reads the request."""
 
-    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(code, message)
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, message)
 
     if handler is not None and handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(refuse)

@@ -55,15 +55,20 @@ _BUCKET_LABELS = (*(floatToGoString(b) for b in _CALL_BUCKETS), "+Inf")
 
 
 class CallCounts(Protocol):
-    """What a module's concurrency limiter tells the metrics at scrape time."""
+    """What a module's slots tell the metrics at scrape time."""
 
-    name: str
-    running: int
-    waiting: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def running(self) -> int: ...
+
+    @property
+    def waiting(self) -> int: ...
 
 
 class _CallCountsCollector(Collector):
-    """wasmtube_calls_running and _waiting, read from the limiters when scraped.
+    """wasmtube_calls_running and _waiting, read from the modules' slots when scraped.
 
     Counting at scrape time instead of on every call keeps two labelled gauge
     updates (~2 us each) off the call path.

@@ -13,14 +13,14 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
+from .admission import ModuleSlots, Placement
 from .config import Config
 from .errors import ModuleLoadError, ModuleNotFound, SettingsError, StillLoading
-from .limiter import ConcurrencyLimiter
 from .metrics import Metrics
 from .sandbox import CompiledModule, InstancePolicy, InstancePool, Runtime, compile_module
 from .settings import ModuleSettings
@@ -42,7 +42,9 @@ class LoadedModule:
     settings: ModuleSettings
     # Shared by every generation of the module, so a reload never doubles
     # the number of calls that may run at once.
-    limiter: ConcurrencyLimiter
+    slots: ModuleSlots
+    # Where this version's calls run: learnt anew by every version.
+    placement: Placement = field(default_factory=Placement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,7 @@ class LoadOutcome(Enum):
 
 @dataclass(slots=True)
 class _Entry:
-    limiter: ConcurrencyLimiter
+    slots: ModuleSlots
     current: LoadedModule | None = None
     generation: int = 0
     last_error: str = ""
@@ -80,7 +82,7 @@ class ModuleRegistry:
         # single dict read (atomic under the GIL) with no lock.
         self._serving: dict[str, LoadedModule] = {}
         self._lock = threading.Lock()
-        metrics.count_calls_from(self._serving_limiters)
+        metrics.count_calls_from(self._serving_slots)
         # Set once the module directory has been loaded after start-up; until
         # then an unknown name may just not be loaded yet.
         self.ready = threading.Event()
@@ -183,7 +185,7 @@ class ModuleRegistry:
                 compiled=compiled,
                 pool=pool,
                 settings=settings,
-                limiter=entry.limiter,
+                slots=entry.slots,
             )
             entry.last_error, entry.last_error_at = "", None
             self._metrics.module_loaded(name, sha256, entry.generation, self._count_loaded())
@@ -236,14 +238,12 @@ class ModuleRegistry:
         """The entry of `name`, created on first sight; call with the lock held."""
         entry = self._entries.get(name)
         if entry is None:
-            limiter = ConcurrencyLimiter(
-                name, self._config.module_concurrency, self._config.module_queue
-            )
-            entry = self._entries[name] = _Entry(limiter)
+            slots = ModuleSlots(name, self._config.module_concurrency, self._config.module_queue)
+            entry = self._entries[name] = _Entry(slots)
         return entry
 
-    def _serving_limiters(self) -> list[ConcurrencyLimiter]:
-        return [module.limiter for module in list(self._serving.values())]
+    def _serving_slots(self) -> list[ModuleSlots]:
+        return [module.slots for module in list(self._serving.values())]
 
     def _count_loaded(self) -> int:
         return sum(1 for e in self._entries.values() if e.current is not None)

@@ -6,6 +6,7 @@ from .dispatch import call_function
 from .guest_call import ImageInput, ImageOutput, Output, Payload
 from .host import CallLabel
 from .instance import GuestInstance, InstancePolicy, InstancePool
+from .lease import Lease
 from .pixels import PixelFormat
 from .runtime import Limits, Runtime
 
@@ -19,6 +20,7 @@ __all__ = [
     "ImageOutput",
     "InstancePolicy",
     "InstancePool",
+    "Lease",
     "Limits",
     "Output",
     "Payload",

@@ -17,9 +17,13 @@ def call_function(
     payload: Payload,
     seed_offset: int,
     seconds: float,
+    deadline_seconds: float | None = None,
 ) -> Output:
-    """The guest's output as text; `seconds` is the time the call may take."""
+    """The guest's output as text; `seconds` is the time it may run now, and
+    `deadline_seconds` (if longer) the call's whole time limit, which errors
+    name: the call may have been run before, in a shorter time slice."""
     instance.arm(seconds)
+    stated = seconds if deadline_seconds is None else deadline_seconds
     if function.uses_allocator:
-        return call_alloc(instance, function.name, payload, seconds)
-    return call_seed(instance, function.name, payload, seed_offset, seconds)
+        return call_alloc(instance, function.name, payload, stated)
+    return call_seed(instance, function.name, payload, seed_offset, stated)

@@ -1,14 +1,15 @@
-"""The thread pool gRPC runs every RPC's handler on.
+"""The worker threads guest calls run on.
+
+The event loop only receives, admits and answers; a guest runs on a worker
+thread (and releases the GIL while it runs), so a long guest never stops the
+loop, and health checks always get an answer.
 
 concurrent.futures' ThreadPoolExecutor hands each item to whichever idle
 thread its queue wakes first, so consecutive calls land on different
 threads, each with its stack and data gone cold since its last call. This
-pool hands each item to the thread that went idle last. One call at a time
-then runs on one warm thread; under load the few busiest threads do the work.
-In paired runs of bench/echo_grpc.py's servers it cut the daemon's p50 for a
-100 B call from 790 to 727 us and raised its calls/s at concurrency 8 by
-~13% (h2load) and ~14% (Python client); on the bare grpcio server it moved
-the p50 by 1 us and calls/s by ~5%. The benchmarks' bare server uses it too.
+pool hands each item to the thread that went idle last: one call at a time
+then runs on one warm thread, and under load the few busiest threads do the
+work (docs/benchmarks.md has what that buys).
 
 Threads start as the load needs them, up to `max_workers`; past that, work
 waits in arrival order. Futures are ordinary concurrent.futures Futures.
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["HandlerPool"]
+__all__ = ["WorkerPool"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,8 +42,8 @@ class _Worker:
         self.wake.acquire()
 
 
-class HandlerPool(futures.Executor):
-    def __init__(self, max_workers: int, thread_name_prefix: str = "handler") -> None:
+class WorkerPool(futures.Executor):
+    def __init__(self, max_workers: int, thread_name_prefix: str = "worker") -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self._max_workers = max_workers

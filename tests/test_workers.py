@@ -10,13 +10,13 @@ from concurrent import futures
 import pytest
 
 from conftest import wait_until
-from wasmtube_server.executor import HandlerPool
+from wasmtube_server.admission.workers import WorkerPool
 
 WAIT = 10  # seconds; every wait below ends far sooner unless the pool is broken
 
 
 def test_results_and_errors_reach_the_futures() -> None:
-    pool = HandlerPool(4)
+    pool = WorkerPool(4)
     try:
         assert pool.submit(lambda a, b: a + b, 2, b=3).result(WAIT) == 5
         failed = pool.submit(lambda: 1 / 0)
@@ -28,7 +28,7 @@ def test_results_and_errors_reach_the_futures() -> None:
 
 
 def test_the_thread_that_went_idle_last_takes_the_next_item() -> None:
-    pool = HandlerPool(8)
+    pool = WorkerPool(8)
 
     def idle(count: int) -> None:
         wait_until(lambda: len(pool._idle) == count, timeout=WAIT)
@@ -63,7 +63,7 @@ def test_the_thread_that_went_idle_last_takes_the_next_item() -> None:
 
 
 def test_no_more_threads_than_max_workers_and_the_rest_waits_in_order() -> None:
-    pool = HandlerPool(2)
+    pool = WorkerPool(2)
     try:
         gate = threading.Event()
         busy = [pool.submit(gate.wait, WAIT) for _ in range(2)]
@@ -79,7 +79,7 @@ def test_no_more_threads_than_max_workers_and_the_rest_waits_in_order() -> None:
 
 
 def test_shutdown_finishes_submitted_work_and_lets_the_threads_go() -> None:
-    pool = HandlerPool(3)
+    pool = WorkerPool(3)
     gate = threading.Event()
     busy = pool.submit(gate.wait, WAIT)
     queued = [pool.submit(lambda i=i: i) for i in range(5)]
@@ -94,7 +94,7 @@ def test_shutdown_finishes_submitted_work_and_lets_the_threads_go() -> None:
 
 
 def test_shutdown_can_cancel_work_no_thread_has_started() -> None:
-    pool = HandlerPool(1)
+    pool = WorkerPool(1)
     gate = threading.Event()
     busy = pool.submit(gate.wait, WAIT)
     queued = [pool.submit(lambda: None) for _ in range(3)]
@@ -106,4 +106,4 @@ def test_shutdown_can_cancel_work_no_thread_has_started() -> None:
 
 def test_at_least_one_worker() -> None:
     with pytest.raises(ValueError, match="max_workers"):
-        HandlerPool(0)
+        WorkerPool(0)
