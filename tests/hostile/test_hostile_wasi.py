@@ -328,20 +328,13 @@ def test_stopping_the_daemon_wakes_a_sleeping_guest(
     )
     sleeper.start()
     wait_until(lambda: daemon.metric("wasmtube_calls_running", module="polling") == 1)
-    daemon.close()  # grace 1 s, then whatever still runs is stopped
+    started = time.monotonic()
+    # Grace 1 s, then whatever still runs is stopped; stopping waits for the
+    # threads that run guests, so it returns only once the sleep has ended.
+    daemon.close()
+    assert time.monotonic() - started < 1 + 5
     sleeper.join(timeout=10)
     assert not sleeper.is_alive()
-    wait_until(
-        lambda: (
-            daemon.registry.get_sample_value(
-                "wasmtube_traps_total",
-                {"module": "polling", "function": "sleep_ms", "reason": "timeout"},
-            )
-            == 1
-        ),
-        timeout=10,
-        what="the sleeping guest to be stopped",
-    )
 
 
 # Functions around the WASI calls that take sizes from the guest: each

@@ -206,8 +206,9 @@ class WasiShim:
             return ERRNO_FAULT
         table = bytes(memory.view(subscriptions, count * _SUBSCRIPTION))
         now = time.monotonic()
-        # (index, userdata, event type, time.monotonic() it fires at)
-        waiting: list[tuple[int, int, int, float]] = []
+        # (userdata, event type, time.monotonic() it fires at), in the
+        # subscriptions' order, which the events keep.
+        waiting: list[tuple[int, int, float]] = []
         for index in range(count):
             at = index * _SUBSCRIPTION
             userdata, tag = _SUBSCRIPTION_HEAD.unpack_from(table, at)
@@ -216,7 +217,7 @@ class WasiShim:
                 fires = _fires_at(state, clock, timeout, flags, now)
                 if fires is None:
                     return ERRNO_INVAL
-                waiting.append((index, userdata, tag, fires))
+                waiting.append((userdata, tag, fires))
             elif tag in (_EVENTTYPE_FD_READ, _EVENTTYPE_FD_WRITE):
                 (fd,) = _FD.unpack_from(table, at + 16)
                 readable = tag == _EVENTTYPE_FD_READ and fd == _STDIN
@@ -225,7 +226,7 @@ class WasiShim:
                     return ERRNO_BADF
                 # Empty stdin is at its end and discarded output takes
                 # anything: both are ready at once.
-                waiting.append((index, userdata, tag, now))
+                waiting.append((userdata, tag, now))
             else:
                 return ERRNO_INVAL
         wake = min(fires for *_, fires in waiting)
@@ -238,7 +239,7 @@ class WasiShim:
                 return ERRNO_INTR
         view = memory.view(events, count * _EVENT.size)
         ready = 0
-        for _, userdata, kind, fires in waiting:
+        for userdata, kind, fires in waiting:
             if fires <= now:
                 nbytes = 0 if kind == _EVENTTYPE_CLOCK else 1
                 _EVENT.pack_into(view, ready * _EVENT.size, userdata, 0, kind, nbytes, 0)
