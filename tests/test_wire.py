@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from conftest import RunningDaemon
 from wasmtube.v1 import wasmtube_pb2 as pb
-from wasmtube_server.wire import ZERO_COPY_MIN_BYTES, split_pixels
+from wasmtube_server.api.wire import ZERO_COPY_MIN_BYTES, split_pixels
 
 images = st.builds(
     pb.Image,

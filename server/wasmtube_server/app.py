@@ -28,17 +28,16 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from .admission import CallSlots, StreamSlots, WorkerPool
-from .calls import Caller
+from .api.health import Health
+from .api.interceptors import TokenAuthInterceptor
+from .api.listeners import bind_listeners
+from .api.service import SERVICE, WasmtubeService, add_to_server
 from .config import UNIX_PREFIX, Config, split_host_port
-from .health import Health
-from .interceptors import TokenAuthInterceptor
-from .listeners import bind_listeners
-from .loader import DirectoryLoader
 from .metrics import Metrics
-from .registry import ModuleRegistry
+from .modules.loader import DirectoryLoader
+from .modules.registry import ModuleRegistry
+from .modules.watcher import ModuleWatcher
 from .sandbox import Limits, Runtime
-from .service import SERVICE, WasmtubeService, add_to_server
-from .watcher import ModuleWatcher
 
 __all__ = ["Daemon", "run"]
 
@@ -181,22 +180,22 @@ class Daemon:
         self._call_slots = CallSlots(config.max_workers)
         self._service = WasmtubeService(
             self.modules,
-            Caller(self.modules, config.check_output),
             self.metrics,
-            config.call_timeout,
-            config.receive_timeout,
-            self._call_slots,
-            StreamSlots(config.max_streams),
-            self._workers,
+            call_timeout=config.call_timeout,
+            receive_timeout=config.receive_timeout,
+            check_output=config.check_output,
+            call_slots=self._call_slots,
+            stream_slots=StreamSlots(config.max_streams),
+            workers=self._workers,
         )
         add_to_server(self._service, server)
         self._health = Health(
             (SERVICE_NAME,), starting=f"loading the module directory {config.modules_dir}"
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        from .api.reflection import enable_reflection
+
+        enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME))
         self.addresses = bind_listeners(server, config)
         await server.start()
         self._grpc = server

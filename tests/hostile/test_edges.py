@@ -23,8 +23,8 @@ from conftest import GUEST_WASM, RunningDaemon, deploy, free_port, is_serving, w
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 from wasmtube_server import Config
-from wasmtube_server.interceptors import token_matches
-from wasmtube_server.listeners import bind_listeners
+from wasmtube_server.api.interceptors import token_matches
+from wasmtube_server.api.listeners import bind_listeners
 from wasmtube_server.logs import JsonFormatter, PlainFormatter
 
 # A guest's line that, written as it is, would be three records; ESC [1A moves

@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from conftest import RunningDaemon, deploy, is_serving, json_module, sha256, wait_until
-from wasmtube_server.watcher import ModuleWatcher
+from wasmtube_server.modules.watcher import ModuleWatcher
 
 GOOD = json_module('{"good":true}')
 X = json_module('{"x":true}')
@@ -323,7 +323,7 @@ def test_a_deleted_directory_removes_its_modules_and_a_new_one_is_watched(
     deploy(modules_dir, "good", GOOD)
     deploy(modules_dir, "x", X)
     daemon = watched(start_daemon, modules_dir, watch)
-    with caplog.at_level(logging.INFO, logger="wasmtube_server.watcher"):
+    with caplog.at_level(logging.INFO, logger="wasmtube_server.modules.watcher"):
         shutil.rmtree(modules_dir)
         wait_until(lambda: daemon.modules() == {}, what="every module removed")
         with pytest.raises(grpc.RpcError) as refused:

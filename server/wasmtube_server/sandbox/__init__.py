@@ -1,4 +1,12 @@
-"""Everything that touches wasmtime: the runtime, modules, instances, ABIs."""
+"""The sandbox: everything that touches wasmtime.
+
+runtime.py (the Engine, its limits and epoch ticker) compiles modules
+(compiled.py, compile_cache.py) that instance.py instantiates and pools; a
+call runs (invocation.py) on an instance leased for it (lease.py), through
+its calling convention (abi.py, seed_abi.py, alloc_abi.py, guest_call.py),
+with the host functions guests may import (host.py, wasi.py), copying
+through memory.py; native.py is the only file that calls wasmtime's C API.
+"""
 
 from .abi import CallingConvention
 from .compiled import CompiledModule, ExportedFunction, compile_module
@@ -6,6 +14,7 @@ from .dispatch import call_function
 from .guest_call import ImageInput, ImageOutput, Output, Payload
 from .host import CallLabel
 from .instance import GuestInstance, InstancePolicy, InstancePool
+from .invocation import Invocation, SliceExpired, invoke
 from .lease import Lease
 from .pixels import PixelFormat
 from .runtime import Limits, Runtime
@@ -20,12 +29,15 @@ __all__ = [
     "ImageOutput",
     "InstancePolicy",
     "InstancePool",
+    "Invocation",
     "Lease",
     "Limits",
     "Output",
     "Payload",
     "PixelFormat",
     "Runtime",
+    "SliceExpired",
     "call_function",
     "compile_module",
+    "invoke",
 ]

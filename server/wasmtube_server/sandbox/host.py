@@ -85,7 +85,7 @@ class Reporting(Protocol):
     reported: ReportedError | None
     call: CallLabel | None
     declared_image: tuple[int, int, int] | None
-    config_json: bytes
+    guest_config: bytes
     armed_at: float
     deadline: float
     overran: bool
@@ -168,7 +168,7 @@ class HostFunctions:
             instance = self._instances.get(caller_context_address(caller))
             if instance is None:
                 return -1
-            config = instance.config_json
+            config = instance.guest_config
             ptr, shown = ptr & _U32, min(capacity & _U32, len(config))
             if shown:
                 if not instance.memory.fits(ptr, shown):

@@ -46,10 +46,10 @@ class GuestInstance:
         "_instance",
         "armed_at",
         "call",
-        "config_json",
         "deadline",
         "declared_image",
         "frees",
+        "guest_config",
         "input_buffer",
         "max_memory",
         "memory",
@@ -65,7 +65,7 @@ class GuestInstance:
         compiled: CompiledModule,
         runtime: Runtime,
         max_memory: int | None = None,
-        config_json: bytes = b"{}",
+        guest_config: bytes = b"{}",
     ) -> None:
         self.runtime = runtime
         # The cap on linear memory: the module's own (NAME.toml) or the daemon's.
@@ -102,7 +102,7 @@ class GuestInstance:
         # (width, height, format) from wasmtube.output_image during a call.
         self.declared_image: tuple[int, int, int] | None = None
         # The module's static configuration, for wasmtube.config.
-        self.config_json = config_json
+        self.guest_config = guest_config
         runtime.host.register(self._context, self)
 
     def arm(self, seconds: float) -> None:
@@ -167,12 +167,12 @@ class InstancePool:
         policy: InstancePolicy,
         max_idle: int,
         max_memory: int | None = None,
-        config_json: bytes = b"{}",
+        guest_config: bytes = b"{}",
     ) -> None:
         self._compiled = compiled
         self._runtime = runtime
         self._max_memory = max_memory
-        self._config_json = config_json
+        self._guest_config = guest_config
         self.policy = policy
         self._max_idle = max_idle if policy is InstancePolicy.POOLED else 0
         # No lock: list.pop() and list.append() are each atomic, and the
@@ -196,7 +196,7 @@ class InstancePool:
             return self._new()
 
     def _new(self) -> GuestInstance:
-        return GuestInstance(self._compiled, self._runtime, self._max_memory, self._config_json)
+        return GuestInstance(self._compiled, self._runtime, self._max_memory, self._guest_config)
 
     def give(self, instance: GuestInstance) -> None:
         """Return an instance after a call that succeeded."""

@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import INSTANCE_POLICIES, Config, parse_byte_size
-from .errors import SettingsError
+from ..config import INSTANCE_POLICIES, Config, parse_byte_size
+from ..errors import SettingsError
 
 __all__ = ["MAX_SETTINGS_SIZE", "ModuleSettings", "parse_settings"]
 
@@ -48,7 +48,7 @@ class ModuleSettings:
     call_timeout: float
     max_memory: int
     # The `[config]` table as compact UTF-8 JSON, what wasmtube.config copies.
-    config_json: bytes = b"{}"
+    guest_config: bytes = b"{}"
     # Hex SHA-256 of the file; "" when the module has none.
     file_sha256: str = ""
 
@@ -82,13 +82,13 @@ def parse_settings(data: bytes, name: str, config: Config) -> ModuleSettings:
     for key, value in values.items():
         fields[key] = _READERS[key](value, config, name)
     if "config" in fields:
-        fields["config_json"] = fields.pop("config")
+        fields["guest_config"] = fields.pop("config")
     return ModuleSettings(
         seed_offset=fields.get("seed_offset", settings.seed_offset),
         instance_policy=fields.get("instance_policy", settings.instance_policy),
         call_timeout=fields.get("call_timeout", settings.call_timeout),
         max_memory=fields.get("max_memory", settings.max_memory),
-        config_json=fields.get("config_json", settings.config_json),
+        guest_config=fields.get("guest_config", settings.guest_config),
         file_sha256=hashlib.sha256(data).hexdigest(),
     )
 

@@ -17,8 +17,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from .config import Config
-from .errors import SettingsError
+from ..config import Config
+from ..errors import SettingsError
 from .files import FileRefused, format_size, read_regular_file
 from .names import MODULE_SUFFIX, SETTINGS_SUFFIX, module_name_of
 from .registry import LoadOutcome, ModuleRegistry

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-from .admission import ModuleSlots, Placement
-from .config import Config
-from .errors import ModuleLoadError, ModuleNotFound, SettingsError, StillLoading
-from .metrics import Metrics
-from .sandbox import CompiledModule, InstancePolicy, InstancePool, Runtime, compile_module
+from ..admission import ModuleSlots, Placement
+from ..config import Config
+from ..errors import ModuleLoadError, ModuleNotFound, SettingsError, StillLoading
+from ..metrics import Metrics
+from ..sandbox import CompiledModule, InstancePolicy, InstancePool, Runtime, compile_module
 from .settings import ModuleSettings
 
 __all__ = ["LoadOutcome", "LoadedModule", "ModuleRegistry", "ModuleStatus"]
@@ -166,7 +166,7 @@ class ModuleRegistry:
                 InstancePolicy(settings.instance_policy),
                 self._config.max_idle_instances,
                 settings.max_memory,
-                settings.config_json,
+                settings.guest_config,
             )
             pool.warm_up()
         except ModuleLoadError as e:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 
-from .config import UNIX_PREFIX, Config, split_host_port
+from ..config import UNIX_PREFIX, Config, split_host_port
 
 __all__ = ["bind_listeners", "server_credentials"]
 

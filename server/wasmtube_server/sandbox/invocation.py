@@ -1,0 +1,65 @@
+"""One call, resolved and ready to run: what runs, on what input, until when."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..errors import CallTimedOut, GuestTimedOut
+from .compiled import ExportedFunction
+from .guest_call import Output, Payload
+from .host import CallLabel
+from .instance import InstancePool
+from .lease import Lease
+
+__all__ = ["Invocation", "SliceExpired", "invoke"]
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """A call of one function of one module version, built once per call."""
+
+    pool: InstancePool
+    function: ExportedFunction
+    payload: Payload
+    # Where seed-ABI input goes (the module's settings).
+    seed_offset: int
+    # time.monotonic() by which the guest must be done.
+    deadline: float
+    # Seconds from the call's start to its deadline, as errors name it.
+    budget: float
+    label: CallLabel
+
+
+class SliceExpired(Exception):
+    """A call run within a time slice shorter than its deadline outran the
+    slice: its instance is gone, and the call may run again from the start."""
+
+
+def invoke(
+    invocation: Invocation, lease: Lease | None = None, time_slice: float | None = None
+) -> Output:
+    """Run `invocation` on `lease`'s instance (a stream's), or on one leased
+    from its pool for this call alone, and return the guest's output. Blocks
+    while the guest runs.
+
+    With `time_slice`, the guest gets at most that many seconds; if it
+    outruns them before its own deadline, SliceExpired is raised.
+    """
+    function = invocation.function
+    seconds = invocation.deadline - time.monotonic()
+    if seconds <= 0:
+        raise CallTimedOut(f"the deadline passed before function {function.name!r} could start")
+    sliced = False
+    if time_slice is not None and time_slice < seconds:
+        seconds, sliced = time_slice, True
+    arguments = (function, invocation.payload, invocation.seed_offset, seconds)
+    try:
+        if lease is not None:
+            return lease.run(*arguments, invocation.label, invocation.budget)
+        with Lease(invocation.pool) as own:
+            return own.run(*arguments, invocation.label, invocation.budget)
+    except GuestTimedOut as e:
+        if sliced:
+            raise SliceExpired() from e
+        raise
