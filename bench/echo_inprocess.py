@@ -49,7 +49,7 @@ from typing import Any
 import wasmtime
 from _modules import alloc_exports, echo_module
 
-from wasmtube_server import BUNDLED_MODULES_DIR
+from wasmtube_server import BUNDLED_MODULES_DIR, Config
 from wasmtube_server.sandbox import (
     InstancePolicy,
     InstancePool,
@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
-    runtime = Runtime(Limits())
+    runtime = Runtime(Limits.from_config(Config()))
     runtime.start()
     echo_wasm = echo_module()
     callers: dict[str, Call] = {

@@ -22,7 +22,7 @@ import grpc
 
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
-from wasmtube_server import BUNDLED_MODULES_DIR
+from wasmtube_server import BUNDLED_MODULES_DIR, Config
 from wasmtube_server.sandbox import (
     InstancePolicy,
     InstancePool,
@@ -36,7 +36,7 @@ PAYLOAD = json.dumps({"args": "x" * 80})  # ~100 B
 
 
 def sandbox_us(policy: InstancePolicy, calls: int) -> list[float]:
-    runtime = Runtime(Limits())
+    runtime = Runtime(Limits.from_config(Config()))
     runtime.start()
     wasm = (BUNDLED_MODULES_DIR / "wasm_test.wasm").read_bytes()
     compiled = compile_module(runtime, wasm, hashlib.sha256(wasm).hexdigest())

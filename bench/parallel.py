@@ -37,7 +37,7 @@ from _modules import plain_instance
 from _suite import Row, Target, print_table, write_json
 
 from wasmtube.v1 import wasmtube_pb2 as pb
-from wasmtube_server import BUNDLED_MODULES_DIR
+from wasmtube_server import BUNDLED_MODULES_DIR, Config
 from wasmtube_server.sandbox import Limits, Runtime
 
 SEED_OFFSET = 42
@@ -134,7 +134,7 @@ def main() -> None:
     }
     # The Runtime ticks the epochs of the baseline with epoch interruption;
     # its ticker thread must stop however the measurement ends.
-    runtime = Runtime(Limits())
+    runtime = Runtime(Limits.from_config(Config()))
     runtime.start()
     try:
         measure(runtime, guest_1, guest_2, request, text, args.repeat, samples)

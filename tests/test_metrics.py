@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from conftest import RunningDaemon, deploy, json_module, sha256, wait_until
-from wasmtube_server.metrics import _CALL_BUCKETS, Metrics
 
 
 def test_metrics_count_calls_reloads_and_modules(
@@ -73,63 +70,3 @@ def test_traps_are_counted_by_reason(
         == 2
     )
     assert daemon.metric("wasmtube_calls_total", module="t", function="trap", code="INTERNAL") == 2
-
-
-def test_call_counts_from_many_threads_match_prometheus_clients_own() -> None:
-    """The per-thread call tally writes what prometheus-client's Counter and
-    Histogram would, samples and all, however many threads record at once."""
-    ours = Metrics(CollectorRegistry())
-    reference_registry = CollectorRegistry()
-    calls = Counter(
-        "wasmtube_calls_total", "", ["module", "function", "code"], registry=reference_registry
-    )
-    durations = Histogram(
-        "wasmtube_call_duration_seconds",
-        "",
-        ["module", "function"],
-        buckets=_CALL_BUCKETS,
-        registry=reference_registry,
-    )
-    # Durations on every bucket bound (which belong to that bucket), between
-    # them, below the first and past the last.
-    seconds = [*_CALL_BUCKETS, *(b * 1.5 for b in _CALL_BUCKETS), 0.0, 30.0]
-    labels = [("m", "f", "OK"), ("m", "f", "NOT_FOUND"), ("m", "g", "OK"), ("n", "f", "OK")]
-    per_thread = 3000
-    # (module, function, code, seconds) of each thread's calls.
-    calls_of = [
-        [(*labels[(i + t) % len(labels)], seconds[i % len(seconds)]) for i in range(per_thread)]
-        for t in range(8)
-    ]
-
-    def record(thread_calls: list[tuple[str, str, str, float]]) -> None:
-        for module, function, code, duration in thread_calls:
-            ours.call_finished(module, function, code, duration)
-
-    threads = [threading.Thread(target=record, args=(c,)) for c in calls_of]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for thread_calls in calls_of:
-        for module, function, code, duration in thread_calls:
-            calls.labels(module, function, code).inc()
-            durations.labels(module, function).observe(duration)
-
-    def samples(
-        registry: CollectorRegistry,
-    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in registry.collect()
-            if family.name in ("wasmtube_calls", "wasmtube_call_duration_seconds")
-            for s in family.samples
-        }
-
-    expected = samples(reference_registry)
-    got = samples(ours.registry)
-    assert got.keys() == expected.keys()
-    for key, value in expected.items():
-        assert got[key] == pytest.approx(value), key
-    assert ours.registry.get_sample_value(
-        "wasmtube_calls_total", {"module": "m", "function": "f", "code": "OK"}
-    ) == 8 * per_thread / len(labels)

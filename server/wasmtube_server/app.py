@@ -63,16 +63,7 @@ class Daemon:
         self.config = config
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.runtime = Runtime(
-            Limits(
-                call_timeout=config.call_timeout,
-                fuel=config.fuel,
-                max_memory=config.max_memory,
-                max_table_elements=config.max_table_elements,
-                wasi=config.wasi,
-                cache_dir=config.cache_dir,
-                cache_max_entries=config.cache_max_entries,
-                guest_log_rate=config.guest_log_rate,
-            ),
+            Limits.from_config(config),
             on_cache_lookup=self.metrics.cache_lookup,
             on_guest_log_dropped=self.metrics.guest_log_dropped,
         )

@@ -13,6 +13,7 @@ __all__ = [
     "INSTANCE_POLICIES",
     "LOG_FORMATS",
     "UNIX_PREFIX",
+    "WASM_PAGE",
     "WATCH_MODES",
     "Config",
     "parse_byte_size",
@@ -26,6 +27,8 @@ BUNDLED_MODULES_DIR = Path(__file__).resolve().parent / "examples"
 DEFAULT_SEED_OFFSET = 42
 
 MIB = 1024 * 1024
+# A WebAssembly page: linear memories grow in whole pages.
+WASM_PAGE = 65536
 INSTANCE_POLICIES = ("fresh", "pooled")
 WATCH_MODES = ("auto", "events", "poll")
 LOG_FORMATS = ("plain", "json")
@@ -140,7 +143,7 @@ class Config:
             raise ValueError(f"call_timeout must be > 0 seconds, got {self.call_timeout}")
         if self.fuel is not None and self.fuel < 1:
             raise ValueError(f"fuel must be >= 1, got {self.fuel}")
-        if self.max_memory < 65536:
+        if self.max_memory < WASM_PAGE:
             raise ValueError(f"max_memory must be at least one 64 KiB page, got {self.max_memory}")
         if self.max_idle_instances < 0:
             raise ValueError(f"max_idle_instances must be >= 0, got {self.max_idle_instances}")

@@ -7,21 +7,12 @@ bad requests cannot grow the number of series without bound.
 
 from __future__ import annotations
 
-import itertools
-import threading
-from bisect import bisect_left as _bucket_of
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 __all__ = ["UNKNOWN_LABEL", "CallCounts", "Metrics"]
 
@@ -50,8 +41,6 @@ _CALL_BUCKETS = (
     5.0,
     10.0,
 )
-# The `le` labels, as prometheus-client's Histogram writes them.
-_BUCKET_LABELS = (*(floatToGoString(b) for b in _CALL_BUCKETS), "+Inf")
 
 
 class CallCounts(Protocol):
@@ -70,8 +59,7 @@ class CallCounts(Protocol):
 class _CallCountsCollector(Collector):
     """wasmtube_calls_running and _waiting, read from the modules' slots when scraped.
 
-    Counting at scrape time instead of on every call keeps two labelled gauge
-    updates (~2 us each) off the call path.
+    The slots count their calls anyway; the metrics read them when scraped.
     """
 
     def __init__(self) -> None:
@@ -104,107 +92,22 @@ class _CallCountsCollector(Collector):
         )
 
 
-class _Series:
-    """One thread's counts for one (module, function)."""
-
-    __slots__ = ("buckets", "codes", "sum")
-
-    def __init__(self) -> None:
-        self.codes: dict[str, int] = {}
-        # Calls per duration bucket (not cumulative); the last is +Inf.
-        self.buckets = [0] * (len(_CALL_BUCKETS) + 1)
-        self.sum = 0.0
-
-    def add(self, other: _Series) -> None:
-        """Add `other`'s counts (another thread's) to these."""
-        for code, count in list(other.codes.items()):
-            self.codes[code] = self.codes.get(code, 0) + count
-        for i, count in enumerate(other.buckets):
-            self.buckets[i] += count
-        self.sum += other.sum
-
-
-class _CallTally(Collector):
-    """wasmtube_calls_total and wasmtube_call_duration_seconds, counted per thread.
-
-    Every call ends with one count and one duration. prometheus-client's
-    Counter and Histogram take a lock for each of their three updates and
-    search the buckets in Python: 3.5 us a call in a hot loop, a quarter of
-    the handler's own time. Here each thread counts in series only it writes
-    (so no lock is needed, and none is lost: plain `+=` is safe with a single
-    writer), and a scrape adds the threads' counts up. Each series only grows,
-    so neither do the sums ever go back.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        # Every thread's series, the finished threads' too: their calls count.
-        # As long as the list of threads that ever called: calls run on the
-        # handler pool, whose threads (at most --max-workers) live as long as
-        # the server.
-        self._threads: list[dict[tuple[str, str], _Series]] = []
-
-    def record(self, module: str, function: str, code: str, seconds: float) -> None:
-        try:
-            series: dict[tuple[str, str], _Series] = self._local.series
-        except AttributeError:
-            series = self._local.series = {}
-            self._threads.append(series)
-        key = (module, function)
-        counts = series.get(key)
-        if counts is None:
-            counts = series[key] = _Series()
-        codes = counts.codes
-        codes[code] = codes.get(code, 0) + 1
-        # bisect_left: a duration equal to a bound belongs to that bucket (le).
-        counts.buckets[_bucket_of(_CALL_BUCKETS, seconds)] += 1
-        counts.sum += seconds
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(self._families())
-
-    def collect(self) -> Iterator[Metric]:
-        calls, durations = self._families()
-        totals: dict[tuple[str, str], _Series] = {}
-        # Copies (list(...)) are taken in one C call each, under the GIL, so a
-        # thread adding a series meanwhile cannot break the iteration.
-        for series in list(self._threads):
-            for key, counts in list(series.items()):
-                totals.setdefault(key, _Series()).add(counts)
-        for (module, function), total in sorted(totals.items()):
-            for code, count in sorted(total.codes.items()):
-                calls.add_metric([module, function, code], count)
-            cumulative = itertools.accumulate(total.buckets)
-            durations.add_metric(
-                [module, function],
-                buckets=list(zip(_BUCKET_LABELS, cumulative, strict=True)),
-                sum_value=total.sum,
-            )
-        return iter((calls, durations))
-
-    @staticmethod
-    def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily]:
-        return (
-            CounterMetricFamily(
-                "wasmtube_calls",
-                "Calls answered, by module, function and gRPC status code.",
-                labels=["module", "function", "code"],
-            ),
-            HistogramMetricFamily(
-                "wasmtube_call_duration_seconds",
-                "Time from receiving a call to answering it, by module and function.",
-                labels=["module", "function"],
-            ),
-        )
-
-
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self._calls = _CallTally()
-        registry.register(self._calls)
-        # The one update on every call's path, looked up once.
-        self.call_finished = self._calls.record
+        self.calls = Counter(
+            "wasmtube_calls",
+            "Calls answered, by module, function and gRPC status code.",
+            ["module", "function", "code"],
+            registry=registry,
+        )
+        self.call_duration = Histogram(
+            "wasmtube_call_duration_seconds",
+            "Time from receiving a call to answering it, by module and function.",
+            ["module", "function"],
+            buckets=_CALL_BUCKETS,
+            registry=registry,
+        )
         self.traps = Counter(
             "wasmtube_traps_total",
             "Guest traps, by module, function and kind of trap.",
@@ -277,6 +180,10 @@ class Metrics:
         )
         # The label set each module's info series has now, to remove it on change.
         self._info_labels: dict[str, tuple[str, str, str]] = {}
+
+    def call_finished(self, module: str, function: str, code: str, seconds: float) -> None:
+        self.calls.labels(module, function, code).inc()
+        self.call_duration.labels(module, function).observe(seconds)
 
     def count_calls_from(self, source: Callable[[], Iterable[CallCounts]]) -> None:
         """Where wasmtube_calls_running and _waiting come from: one entry per module."""

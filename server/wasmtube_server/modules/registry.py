@@ -143,43 +143,66 @@ class ModuleRegistry:
             settings = ModuleSettings.defaults(self._config, name)
         entry = self._entries.get(name)
         current = entry.current if entry is not None else None
-        same_code = current is not None and current.sha256 == sha256
-        if entry is not None and current is not None and same_code and current.settings == settings:
-            if entry.last_error:
-                with self._lock:
-                    entry.last_error, entry.last_error_at = "", None
+        if current is not None and current.sha256 == sha256 and current.settings == settings:
+            self._clear_failure(name)
             return LoadOutcome.UNCHANGED
         try:
-            # A change of settings alone needs new instances, not a compile.
-            if current is not None and same_code:
-                compiled = current.compiled
-            else:
-                compiled = compile_module(self._runtime, wasm, sha256)
-            if compiled.initial_memory > settings.max_memory and settings.file_sha256:
-                raise SettingsError(
-                    f"max_memory = {settings.max_memory} bytes in {name}.toml is less than "
-                    f"the {compiled.initial_memory} bytes the module's memory starts with"
-                )
-            pool = InstancePool(
-                compiled,
-                self._runtime,
-                InstancePolicy(settings.instance_policy),
-                self._config.max_idle_instances,
-                settings.max_memory,
-                settings.guest_config,
-            )
-            pool.warm_up()
+            compiled, pool = self._build(name, wasm, sha256, settings, current)
         except ModuleLoadError as e:
-            self._record_failure(name, f"{source or name}: {e}", e.reason)
+            self.record_failure(name, f"{source or name}: {e}", e.reason)
             return LoadOutcome.FAILED
+        self._swap_in(name, sha256, len(wasm), compiled, pool, settings, noticed_at)
+        return LoadOutcome.LOADED
 
+    def _build(
+        self,
+        name: str,
+        wasm: bytes,
+        sha256: str,
+        settings: ModuleSettings,
+        current: LoadedModule | None,
+    ) -> tuple[CompiledModule, InstancePool]:
+        """A new version's compiled module and its pool, instantiated once to
+        prove it starts; raises ModuleLoadError. Runs outside the lock."""
+        # A change of settings alone needs new instances, not a compile.
+        if current is not None and current.sha256 == sha256:
+            compiled = current.compiled
+        else:
+            compiled = compile_module(self._runtime, wasm, sha256)
+        if compiled.initial_memory > settings.max_memory and settings.file_sha256:
+            raise SettingsError(
+                f"max_memory = {settings.max_memory} bytes in {name}.toml is less than "
+                f"the {compiled.initial_memory} bytes the module's memory starts with"
+            )
+        pool = InstancePool(
+            compiled,
+            self._runtime,
+            InstancePolicy(settings.instance_policy),
+            self._config.max_idle_instances,
+            settings.max_memory,
+            settings.guest_config,
+        )
+        pool.warm_up()
+        return compiled, pool
+
+    def _swap_in(
+        self,
+        name: str,
+        sha256: str,
+        size: int,
+        compiled: CompiledModule,
+        pool: InstancePool,
+        settings: ModuleSettings,
+        noticed_at: float | None,
+    ) -> None:
+        """Make a built version the one that serves `name`: one dict entry."""
         with self._lock:
             entry = self._entry(name)
             entry.generation += 1
             entry.current = self._serving[name] = LoadedModule(
                 name=name,
                 sha256=sha256,
-                size_bytes=len(wasm),
+                size_bytes=size,
                 generation=entry.generation,
                 loaded_at=datetime.now(UTC),
                 compiled=compiled,
@@ -196,9 +219,15 @@ class ModuleRegistry:
             name,
             entry.generation,
             sha256[:12],
-            len(wasm),
+            size,
         )
-        return LoadOutcome.LOADED
+
+    def _clear_failure(self, name: str) -> None:
+        """The newest file of `name` is the one serving again: forget the failure."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None:
+                entry.last_error, entry.last_error_at = "", None
 
     def remove(self, name: str) -> bool:
         """Stop serving `name`; calls already running finish on their version."""
@@ -215,10 +244,8 @@ class ModuleRegistry:
         return True
 
     def record_failure(self, name: str, error: str, reason: str) -> None:
-        """Keep why the newest file of `name` could not be loaded."""
-        self._record_failure(name, error, reason)
-
-    def _record_failure(self, name: str, error: str, reason: str) -> None:
+        """Keep why the newest file of `name` could not be loaded; the version
+        that serves, if any, keeps serving."""
         with self._lock:
             entry = self._entry(name)
             entry.last_error, entry.last_error_at = error, datetime.now(UTC)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import INSTANCE_POLICIES, Config, parse_byte_size
+from ..config import INSTANCE_POLICIES, WASM_PAGE, Config, parse_byte_size
 from ..errors import SettingsError
 
 __all__ = ["MAX_SETTINGS_SIZE", "ModuleSettings", "parse_settings"]
@@ -35,7 +35,6 @@ __all__ = ["MAX_SETTINGS_SIZE", "ModuleSettings", "parse_settings"]
 # The most a settings file may hold (and at most --max-module-size): a few
 # lines of TOML need far less, and the file is read on every sync of its module.
 MAX_SETTINGS_SIZE = 1 << 20
-MIN_MEMORY = 65536
 MAX_SEED_OFFSET = (1 << 31) - 1
 
 
@@ -127,7 +126,7 @@ def _max_memory(value: object, config: Config, name: str) -> int:
         size = parse_byte_size(value)
     except ValueError as e:
         raise SettingsError(f"max_memory: {e}") from e
-    if size < MIN_MEMORY:
+    if size < WASM_PAGE:
         raise SettingsError(f"max_memory must be at least one 64 KiB page, got {size} bytes")
     if size > config.max_memory:
         raise SettingsError(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import wasmtime
 
+from ..config import WASM_PAGE
 from ..errors import ModuleLoadError
 from .abi import (
     ALLOC_EXPORT,
@@ -25,7 +26,6 @@ __all__ = ["CompiledModule", "ExportedFunction", "compile_module"]
 
 WASM_MAGIC = b"\0asm"
 MEMORY_EXPORT = "memory"
-WASM_PAGE = 65536
 
 
 @dataclass(frozen=True, slots=True)

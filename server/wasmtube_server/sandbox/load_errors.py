@@ -12,6 +12,7 @@ import re
 
 import wasmtime
 
+from ..config import WASM_PAGE
 from ..errors import ModuleLoadError
 from .causes import causes, summary
 from .runtime import MAX_TABLES
@@ -19,7 +20,6 @@ from .runtime import MAX_TABLES
 __all__ = ["compile_error", "instantiate_error"]
 
 MIB = 1024 * 1024
-WASM_PAGE = 65536
 
 # wasmtime's words when a module needs a proposal the Runtime turns off, and
 # why it is off.

@@ -18,14 +18,16 @@ from pathlib import Path
 
 import wasmtime
 
+from ..config import Config
 from .compile_cache import CompileCache
 from .host import HOST_MODULE, HostFunctions
 from .wasi import WASI_MODULE, Interrupts, WasiShim
 
 __all__ = ["MAX_TABLES", "TICK_SECONDS", "Limits", "Runtime", "ticks"]
 
-# Epoch granularity: a deadline fires at most one tick late. 10 ms keeps the
-# overshoot far below the 100 ms budget, and the ticker costs ~0% CPU.
+# Epoch granularity: a deadline fires at most one tick late. The tick is
+# short against any call timeout, and long enough that the ticker thread costs
+# next to nothing (docs/benchmarks.md).
 TICK_SECONDS = 0.01
 # Tables an instance may have. Toolchains emit one (the indirect function
 # table), a few more with reference types; 8 leaves room for those while
@@ -40,22 +42,30 @@ _MEMORIES_PER_STORE = 1
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    # The longest a call may run, whatever deadline its caller sent.
-    call_timeout: float = 10.0
-    # Fuel per call (roughly, wasm instructions); None turns fuel off entirely.
-    fuel: int | None = None
-    # Cap on each instance's linear memory, in bytes.
-    max_memory: int = 256 * 1024 * 1024
-    # Cap on the elements of each table of an instance.
-    max_table_elements: int = 65536
-    # Offer WASI preview 1 (no files, no environment, no network) to modules.
-    wasi: bool = False
-    # Where compiled modules are kept across restarts; None: no cache.
-    cache_dir: Path | None = None
-    # Entries kept in the cache; the least recently used beyond it are deleted.
-    cache_max_entries: int = 4096
-    # Lines a second each module may log through wasmtube.log.
-    guest_log_rate: float = 100.0
+    """What bounds every call and instance: the daemon's options (Config,
+    where each is documented and has its default) as the sandbox needs them."""
+
+    call_timeout: float
+    fuel: int | None
+    max_memory: int
+    max_table_elements: int
+    wasi: bool
+    cache_dir: Path | None
+    cache_max_entries: int
+    guest_log_rate: float
+
+    @classmethod
+    def from_config(cls, config: Config) -> Limits:
+        return cls(
+            call_timeout=config.call_timeout,
+            fuel=config.fuel,
+            max_memory=config.max_memory,
+            max_table_elements=config.max_table_elements,
+            wasi=config.wasi,
+            cache_dir=config.cache_dir,
+            cache_max_entries=config.cache_max_entries,
+            guest_log_rate=config.guest_log_rate,
+        )
 
 
 def ticks(seconds: float) -> int:
