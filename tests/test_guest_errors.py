@@ -76,12 +76,16 @@ def test_failing_on_purpose_keeps_the_instance(failing: RunningDaemon) -> None:
     assert failing.call("failing", "calls").json == "3"  # the same instance: 3 calls
 
 
-def test_a_trap_after_failing_reports_the_failure_and_drops_the_instance(
+def test_a_trap_after_failing_reports_the_trap_and_drops_the_instance(
     failing: RunningDaemon,
 ) -> None:
     assert failing.call("failing", "calls").json == "1"
     error = failure(failing, "fail_then_trap")
-    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "width")
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert error.details() == (
+        "function 'fail_then_trap' trapped (unreachable): wasm trap: wasm `unreachable` "
+        "instruction executed (after it had called wasmtube.fail with NOT_FOUND: width)"
+    )
     assert failing.call("failing", "calls").json == "1"  # a new instance
 
 

@@ -1,11 +1,11 @@
 """deploy/: the Dockerfile, the Kubernetes manifests and the Grafana dashboard,
 checked offline against the daemon they deploy.
 
-- Every Kubernetes object validates against the API schema of Kubernetes
-  1.30 (and of the newest version kubernetes-validate ships), strictly, so a
-  misspelt field fails. 1.30 is the oldest version the manifests support:
-  native sidecars (an init container with `restartPolicy: Always`) are on by
-  default from 1.29, gRPC probes are GA from 1.27.
+- Every Kubernetes object validates against the API schema of every
+  Kubernetes version from 1.28 (the oldest the manifests claim: native
+  sidecars, an init container with `restartPolicy: Always`, exist from 1.28
+  and are on by default from 1.29; gRPC probes are GA from 1.27) to the
+  newest kubernetes-validate ships, strictly, so a misspelt field fails.
 - The kustomizations are rendered here, offline, by a small renderer of the
   few kustomize features they use (no kustomize binary is needed). Where
   `kubectl` is on PATH, its built-in kustomize must render the same objects.
@@ -43,6 +43,7 @@ from typing import Any
 
 import grpc
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import wasmtime
 import yaml
@@ -67,9 +68,17 @@ APP_VARIANTS = [BASE, EMPTYDIR]
 DASHBOARD = MONITORING / "grafana-dashboard.json"
 DOCKERFILE = DEPLOY / "Dockerfile"
 
-# The oldest Kubernetes the manifests are for, and the newest schema shipped.
-KUBERNETES_VERSION = "1.30"
-KUBERNETES_VERSIONS = sorted({KUBERNETES_VERSION, kubernetes_validate.latest_version()})
+# Every Kubernetes the manifests claim: from the oldest with native sidecars
+# to the newest schema kubernetes-validate ships.
+OLDEST_KUBERNETES = (1, 28)
+KUBERNETES_VERSIONS = sorted(
+    {
+        version
+        for version in kubernetes_validate.utils.all_versions()
+        if tuple(int(part) for part in version.split(".")[:2]) >= OLDEST_KUBERNETES
+    },
+    key=lambda version: tuple(int(part) for part in version.split(".")),
+)
 
 # The service the daemon registers; its health status is SERVING once the
 # module directory has loaded. "" is the server as a whole.
@@ -368,9 +377,14 @@ def test_sidecar_settings_match_the_daemon(directory: Path) -> None:
     assert settings["WASMTUBE_METRICS_LISTEN"] == f"0.0.0.0:{metrics_port}"
     assert ports["metrics"] == metrics_port
 
+    # Probes: the plaintext health address (--health-listen), so the API
+    # may serve TLS; the named port agrees.
+    health_host, _, health_port = settings["WASMTUBE_HEALTH_LISTEN"].rpartition(":")
+    assert health_host == "0.0.0.0", "the kubelet probes the pod IP"
+    assert ports["health"] == int(health_port) != grpc_port
     probes = {kind: sidecar[f"{kind}Probe"] for kind in ("startup", "readiness", "liveness")}
     for kind, probe in probes.items():
-        assert probe["grpc"]["port"] == grpc_port, kind
+        assert probe["grpc"]["port"] == int(health_port), kind
     # NOT_SERVING while the directory loads: only the startupProbe runs then,
     # with room for a slow first compile.
     assert probes["startup"]["grpc"]["service"] == SERVICE_NAME
@@ -574,9 +588,10 @@ def test_image_and_sidecar_settings_run_the_daemon(tmp_path: Path) -> None:
     for name, value in settings.items():
         assert not value.startswith("/") or value in mounts, f"{name}={value} is not mounted"
     settings = {k: str(mounts.get(v, v)) for k, v in settings.items()}
-    grpc_port, metrics_port = free_ports(2)
+    grpc_port, metrics_port, health_port = free_ports(3)
     settings["WASMTUBE_LISTEN"] = f"127.0.0.1:{grpc_port}"
     settings["WASMTUBE_METRICS_LISTEN"] = f"127.0.0.1:{metrics_port}"
+    settings["WASMTUBE_HEALTH_LISTEN"] = f"127.0.0.1:{health_port}"
 
     (entrypoint,) = [json.loads(a) for k, a in final_stage() if k == "ENTRYPOINT"]
     program = Path(sys.executable).parent / entrypoint[0]
@@ -591,20 +606,22 @@ def test_image_and_sidecar_settings_run_the_daemon(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    # Where the probes go: the health address.
+    probed = grpc.insecure_channel(f"127.0.0.1:{health_port}")
     try:
 
         def serving() -> bool:
             if process.poll() is not None:
                 pytest.fail(f"wasmtube exited with {process.returncode}:\n{log.read_text()}")
             try:
-                return health(channel, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
+                return health(probed, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
             except grpc.RpcError:
                 return False
 
         wait_until(serving, 30, "the startupProbe's service to be SERVING")
         for kind in ("startup", "readiness", "liveness"):
             service = sidecar[f"{kind}Probe"]["grpc"]["service"]
-            assert health(channel, service) == health_pb2.HealthCheckResponse.SERVING, kind
+            assert health(probed, service) == health_pb2.HealthCheckResponse.SERVING, kind
 
         # The ConfigMap's module serves; the PodMonitor's path has the metrics.
         stub = pb_grpc.WasmtubeStub(channel)
@@ -629,6 +646,7 @@ def test_image_and_sidecar_settings_run_the_daemon(tmp_path: Path) -> None:
         assert time.monotonic() - started < float(settings["WASMTUBE_GRACE"]) + 5
     finally:
         channel.close()
+        probed.close()
         if process.poll() is None:
             process.kill()
             process.wait()

@@ -232,6 +232,9 @@ def test_prometheus_scrapes_calls_and_traps(
     )
     prometheus.wait_value('sum(wasmtube_traps_total{module="wasm_test",function="panic"})', 1)
     prometheus.wait_value("wasmtube_modules_loaded", 1)
+    # The process series every dashboard reads.
+    for series in ("process_resident_memory_bytes", "process_cpu_seconds_total"):
+        prometheus.wait_value(f'count({series}{{job="{JOB}"}} > 0)', 1)
     prometheus.wait_value(f'up{{job="{JOB}"}}', 1)
 
 

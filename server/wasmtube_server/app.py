@@ -12,6 +12,7 @@ thread; guests run on the worker threads (admission/workers.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from .admission import CallSlots, StreamSlots, WorkerPool
 from .api.health import Health
 from .api.interceptors import TokenAuthInterceptor
 from .api.listeners import bind_listeners
+from .api.reflection import enable_reflection
 from .api.service import SERVICE, WasmtubeService, add_to_server
 from .config import UNIX_PREFIX, Config, split_host_port
 from .metrics import Metrics
@@ -89,6 +91,9 @@ class Daemon:
         self._service: WasmtubeService | None = None
         self._call_slots: CallSlots | None = None
         self._grpc: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
+        # The --health-listen address with its real port, once started.
+        self.health_address = ""
         self._metrics_http: WSGIServer | None = None
         self.addresses: list[str] = []
         self.metrics_port = 0
@@ -184,12 +189,28 @@ class Daemon:
             (SERVICE_NAME,), starting=f"loading the module directory {config.modules_dir}"
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        from .api.reflection import enable_reflection
-
         enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME))
         self.addresses = bind_listeners(server, config)
         await server.start()
         self._grpc = server
+        if config.health_listen is not None:
+            self._health_server = await self._start_health_server(config.health_listen)
+
+    async def _start_health_server(self, address: str) -> grpc.aio.Server:
+        """A plaintext server for probes: the health service and nothing else
+        (any other method there is UNIMPLEMENTED), sharing the main server's
+        health status."""
+        assert self._health is not None
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        host, _ = split_host_port(address, option="health_listen")
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise RuntimeError(f"cannot listen on {address} (--health-listen): {e}") from e
+        await server.start()
+        self.health_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return server
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         # Each interceptor runs on every RPC: only those asked for. The call
@@ -254,7 +275,14 @@ class Daemon:
                     grace,
                 )
                 self.runtime.interrupt_all()
+                # Interrupted guests end at once; their calls are answered
+                # (and counted) before the server stops.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SERVER_STOP_GRACE):
+                        await self._call_slots.idle()
         await self._grpc.stop(SERVER_STOP_GRACE)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         log.info("stopped")
 
     def __enter__(self) -> Daemon:

@@ -95,6 +95,13 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
     "Prometheus /metrics address, host:port; 'off' disables it.",
 )
 @_option(
+    "--health-listen",
+    "WASMTUBE_HEALTH_LISTEN",
+    "Plaintext host:port serving only the gRPC health service, for probes while "
+    "--listen serves TLS.",
+    show_default="off",
+)
+@_option(
     "--call-timeout",
     "WASMTUBE_CALL_TIMEOUT",
     "Longest a call may run, in seconds; a caller's shorter gRPC deadline wins.",

@@ -45,6 +45,10 @@ class Config:
     listen: tuple[str, ...] | str = ("127.0.0.1:50051",)
     # Prometheus /metrics address, host:port; None disables the endpoint.
     metrics_listen: str | None = "127.0.0.1:9464"
+    # A plaintext host:port serving only grpc.health.v1.Health, for probes
+    # that cannot speak TLS (the kubelet's) while `listen` serves TLS; None:
+    # health is served on the `listen` addresses only.
+    health_listen: str | None = None
     # Offset in linear memory where seed-ABI input is written and output read.
     seed_offset: int = DEFAULT_SEED_OFFSET
     # gRPC worker threads: the most requests handled at once, waiting ones
@@ -194,6 +198,8 @@ class Config:
             raise ValueError(f"grace must be >= 0 seconds, got {self.grace}")
         if self.metrics_listen is not None:
             split_host_port(self.metrics_listen, option="metrics_listen")
+        if self.health_listen is not None:
+            split_host_port(self.health_listen, option="health_listen")
 
     def policy_for(self, module: str) -> str:
         """The instance policy of `module`: its override, else the default."""

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -95,6 +103,10 @@ class _CallCountsCollector(Collector):
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # process_* (resident memory, CPU seconds, open file descriptors, start
+        # time) and python_info, which every dashboard expects.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
         self.calls = Counter(
             "wasmtube_calls",
             "Calls answered, by module, function and gRPC status code.",
