@@ -180,3 +180,16 @@ def test_committed_go_stubs_are_what_protoc_generates(tmp_path: Path) -> None:
         assert data == committed[name], (
             f"examples/go/gen/{name} is stale: run examples/go/generate.sh"
         )
+
+
+def test_go_example_is_gofmt_clean() -> None:
+    gofmt = require_tool("gofmt", f"apt-get install -y {GO_PACKAGES}")
+    result = subprocess.run(
+        [gofmt, "-l", "main.go"],
+        cwd=EXAMPLE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
