@@ -3,16 +3,16 @@
 runtime.py (the Engine, its limits and epoch ticker) compiles modules
 (compiled.py, compile_cache.py) that instance.py instantiates and pools; a
 call runs (invocation.py) on an instance leased for it (lease.py), through
-its calling convention (abi.py, seed_abi.py, alloc_abi.py, guest_call.py),
+its calling convention (abi/),
 with the host functions guests may import (host.py, wasi.py), copying
 through memory.py; native.py is the only file that calls wasmtime's C API.
 """
 
-from .abi import CallingConvention
+from .abi.common import ImageInput, ImageOutput, Output, Payload
+from .abi.conventions import CallingConvention
+from .abi.dispatch import call_function
+from .call_state import CallLabel
 from .compiled import CompiledModule, ExportedFunction, compile_module
-from .dispatch import call_function
-from .guest_call import ImageInput, ImageOutput, Output, Payload
-from .host import CallLabel
 from .instance import GuestInstance, InstancePolicy, InstancePool
 from .invocation import Invocation, SliceExpired, invoke
 from .lease import Lease

@@ -9,7 +9,7 @@ import wasmtime
 
 from ..config import WASM_PAGE
 from ..errors import ModuleLoadError
-from .abi import (
+from .abi.conventions import (
     ALLOC_EXPORT,
     FORMAT_PARAMETERS,
     FREE_EXPORT,

@@ -40,10 +40,11 @@ from typing import Protocol
 import grpc
 import wasmtime
 
+from .call_state import CallState, ReportedError
 from .memory import LinearMemory
 from .native import caller_context_address
 
-__all__ = ["HOST_MODULE", "CallLabel", "HostFunctions", "ReportedError"]
+__all__ = ["HOST_MODULE", "HostFunctions", "Reporting"]
 
 log = logging.getLogger(__name__)
 guest_log = logging.getLogger("wasmtube_server.guest")
@@ -57,39 +58,16 @@ _U32 = 0xFFFFFFFF
 _CODES = {code.value[0]: code for code in grpc.StatusCode if code is not grpc.StatusCode.OK}
 
 
-class ReportedError:
-    """What a guest passed to `wasmtube.fail`."""
-
-    __slots__ = ("code", "message")
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        self.code = code
-        self.message = message
-
-
-class CallLabel:
-    """Which call an instance is running, for the lines its guest logs."""
-
-    __slots__ = ("call_id", "function", "module")
-
-    def __init__(self, module: str, function: str, call_id: int) -> None:
-        self.module = module
-        self.function = function
-        self.call_id = call_id
-
-
 class Reporting(Protocol):
     """The part of a GuestInstance the host functions (and wasi.py's) use."""
 
     memory: LinearMemory
-    reported: ReportedError | None
-    call: CallLabel | None
-    declared_image: tuple[int, int, int] | None
     guest_config: bytes
-    armed_at: float
-    deadline: float
-    overran: bool
+    # time.monotonic_ns() at or after the start of the guest's WASI monotonic
+    # clock (wasmtime counts it from the creation of the Store's WASI context).
     wasi_clock_origin: int
+    # The running call's state (made anew for each call).
+    current: CallState
 
 
 class _Bucket:
@@ -159,7 +137,9 @@ class HostFunctions:
         try:
             instance = self._instances.get(caller_context_address(caller))
             if instance is not None:
-                instance.reported = _reported(instance.memory, code, ptr & _U32, length & _U32)
+                instance.current.reported = _reported(
+                    instance.memory, code, ptr & _U32, length & _U32
+                )
         except Exception:  # a bug of ours must not become a guest trap
             log.exception("wasmtube.fail(%s, %s, %s) could not be recorded", code, ptr, length)
 
@@ -184,14 +164,14 @@ class HostFunctions:
             instance = self._instances.get(caller_context_address(caller))
             if instance is not None:
                 # Checked against the output once the call returns it.
-                instance.declared_image = (width, height, format)
+                instance.current.declared_image = (width, height, format)
         except Exception:  # a bug of ours must not become a guest trap
             log.exception("wasmtube.output_image(%s, %s, %s) failed", width, height, format)
 
     def _log(self, caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
         try:
             instance = self._instances.get(caller_context_address(caller))
-            call = instance.call if instance is not None else None
+            call = instance.current.label if instance is not None else None
             if instance is None or call is None:
                 return  # logging during instantiation: no call to tie the line to
             bucket = self._buckets.get(call.module)

@@ -9,14 +9,15 @@ Store with the exports taken from it, and only one call holds it at a time.
 from __future__ import annotations
 
 import enum
+import threading
 import time
 
 import wasmtime
 
 from ..errors import ModuleLoadError
-from .abi import FREE_EXPORT
+from .abi.conventions import FREE_EXPORT
+from .call_state import CallLabel, CallState
 from .compiled import MEMORY_EXPORT, CompiledModule
-from .host import CallLabel, ReportedError
 from .load_errors import instantiate_error
 from .memory import LinearMemory
 from .native import GuestFunc, context_address, export_by_name, set_epoch_deadline
@@ -44,17 +45,12 @@ class GuestInstance:
         "_context",
         "_fuel",
         "_instance",
-        "armed_at",
-        "call",
-        "deadline",
-        "declared_image",
+        "current",
         "frees",
         "guest_config",
         "input_buffer",
         "max_memory",
         "memory",
-        "overran",
-        "reported",
         "runtime",
         "store",
         "wasi_clock_origin",
@@ -95,30 +91,15 @@ class GuestInstance:
         # The alloc ABI's input buffer (pointer, capacity), kept between calls
         # of a pooled instance so most calls need no wasmtube_alloc.
         self.input_buffer: tuple[int, int] | None = None
-        # Set by the host function wasmtube.fail during a call.
-        self.reported: ReportedError | None = None
-        # The call running now, for the lines the guest logs.
-        self.call: CallLabel | None = None
-        # (width, height, format) from wasmtube.output_image during a call.
-        self.declared_image: tuple[int, int, int] | None = None
         # The module's static configuration, for wasmtube.config.
         self.guest_config = guest_config
         runtime.host.register(self._context, self)
 
-    def arm(self, seconds: float) -> None:
-        """Give the next call `seconds` of time and a full tank of fuel."""
+    def arm(self, seconds: float, label: CallLabel | None = None) -> None:
+        """Start a call (`label`; None while instantiating): `seconds` of
+        time, a full tank of fuel and a new CallState."""
         set_epoch_deadline(self._context, ticks(seconds))
-        # The same deadline as a time.monotonic(), for host functions that
-        # wait (WASI poll_oneoff): none may wait past it, nor past an
-        # interrupt of the calls armed before it (Runtime.interrupt_all).
-        self.armed_at = now = time.monotonic()
-        self.deadline = now + seconds
-        # Set by a host function that stopped short at the deadline: the call
-        # ran out of time, whatever the guest does next.
-        self.overran = False
-        # A declaration left by a call that failed on purpose must not make
-        # the next call's output an image.
-        self.declared_image = None
+        self.current = CallState(label, seconds)
         if self._fuel is not None:
             self.store.set_fuel(self._fuel)
 
@@ -175,9 +156,9 @@ class InstancePool:
         self._guest_config = guest_config
         self.policy = policy
         self._max_idle = max_idle if policy is InstancePolicy.POOLED else 0
-        # No lock: list.pop() and list.append() are each atomic, and the
-        # length check in give() may let a few more than max_idle stay when
-        # calls end at once, which only keeps a few more warm instances.
+        # Calls take and give instances on the event loop and on worker
+        # threads alike.
+        self._lock = threading.Lock()
         self._idle: list[GuestInstance] = []
 
     def warm_up(self) -> None:
@@ -190,15 +171,16 @@ class InstancePool:
         Give it back with give() only if the call raised nothing; an instance
         that is not given back is dropped, and its Store with it.
         """
-        try:
-            return self._idle.pop()
-        except IndexError:
-            return self._new()
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._new()
 
     def _new(self) -> GuestInstance:
         return GuestInstance(self._compiled, self._runtime, self._max_memory, self._guest_config)
 
     def give(self, instance: GuestInstance) -> None:
         """Return an instance after a call that succeeded."""
-        if len(self._idle) < self._max_idle:
-            self._idle.append(instance)
+        with self._lock:
+            if len(self._idle) < self._max_idle:
+                self._idle.append(instance)

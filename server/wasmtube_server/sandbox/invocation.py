@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass
 
 from ..errors import CallTimedOut, GuestTimedOut
+from .abi.common import Output, Payload
+from .call_state import CallLabel
 from .compiled import ExportedFunction
-from .guest_call import Output, Payload
-from .host import CallLabel
 from .instance import InstancePool
 from .lease import Lease
 

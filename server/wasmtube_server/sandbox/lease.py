@@ -12,10 +12,10 @@ from __future__ import annotations
 from types import TracebackType
 
 from ..errors import GuestError
+from .abi.common import Output, Payload
+from .abi.dispatch import call_function
+from .call_state import CallLabel
 from .compiled import ExportedFunction
-from .dispatch import call_function
-from .guest_call import Output, Payload
-from .host import CallLabel
 from .instance import GuestInstance, InstancePool
 
 __all__ = ["Lease"]
@@ -59,10 +59,9 @@ class Lease:
         instance = self.instance
         if instance is None:
             instance = self.instance = self._pool.take()
-        instance.call = label
         try:
             return call_function(
-                instance, function, payload, seed_offset, seconds, deadline_seconds
+                instance, function, payload, seed_offset, seconds, label, deadline_seconds
             )
         except GuestError as e:
             if not e.instance_usable:

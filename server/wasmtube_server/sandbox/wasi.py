@@ -9,7 +9,7 @@ array or a path walk it before looking at the descriptor (16 Mi iovecs take
 time is bounded:
 
 - poll_oneoff honours clock subscriptions but never waits past the call's
-  deadline (GuestInstance.deadline), nor once the Runtime interrupts the
+  deadline (CallState.deadline), nor once the Runtime interrupts the
   calls running (Interrupts: shutdown, or a drain's grace running out);
 - random_get fills in chunks and stops at the deadline or an interrupt;
 - fd_read, fd_write, fd_pread and fd_pwrite take at most IOV_MAX iovecs, as
@@ -18,7 +18,7 @@ time is bounded:
 
 A function that stops at the deadline marks the instance `overran` and
 returns EINTR: the call then ends DEADLINE_EXCEEDED whatever the guest does
-next (the next epoch check interrupts it, and guest_call.invoke reports a
+next (the next epoch check interrupts it, and abi/common.invoke reports a
 timeout even if it returns first).
 
 They describe the environment runtime.py configures, as wasmtime's would:
@@ -40,11 +40,10 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 import wasmtime
 
-from .memory import LinearMemory
+from .host import Reporting
 
 __all__ = ["IOV_MAX", "MAX_SUBSCRIPTIONS", "Interrupts", "WasiShim"]
 
@@ -93,21 +92,7 @@ _IOVEC = struct.Struct("<II")
 _U32_FIELD = struct.Struct("<I")
 
 
-class CallState(Protocol):
-    """The part of a GuestInstance these functions use."""
-
-    memory: LinearMemory
-    # time.monotonic() when the running call was armed, and by which it must end.
-    armed_at: float
-    deadline: float
-    # Set when a function stopped short at the deadline.
-    overran: bool
-    # time.monotonic_ns() at or after the start of the guest's WASI monotonic
-    # clock (wasmtime counts it from the creation of the Store's WASI context).
-    wasi_clock_origin: int
-
-
-Lookup = Callable[[wasmtime.Caller], CallState | None]
+Lookup = Callable[[wasmtime.Caller], Reporting | None]
 
 
 class Interrupts:
@@ -185,9 +170,10 @@ class WasiShim:
     def _poll_oneoff(
         self, caller: wasmtime.Caller, subscriptions: int, events: int, count: int, written: int
     ) -> int:
-        state = self._lookup(caller)
-        if state is None:
+        instance = self._lookup(caller)
+        if instance is None:
             return ERRNO_NOSYS
+        state = instance.current
         subscriptions, events, count, written = (
             subscriptions & _U32,
             events & _U32,
@@ -197,7 +183,7 @@ class WasiShim:
         if count == 0 or count > MAX_SUBSCRIPTIONS:
             # Zero would wait forever; wasmtime refuses it too.
             return ERRNO_INVAL
-        memory = state.memory
+        memory = instance.memory
         if not (
             memory.fits(subscriptions, count * _SUBSCRIPTION)
             and memory.fits(events, count * _EVENT.size)
@@ -214,7 +200,7 @@ class WasiShim:
             userdata, tag = _SUBSCRIPTION_HEAD.unpack_from(table, at)
             if tag == _EVENTTYPE_CLOCK:
                 clock, timeout, flags = _CLOCK.unpack_from(table, at + 16)
-                fires = _fires_at(state, clock, timeout, flags, now)
+                fires = _fires_at(instance.wasi_clock_origin, clock, timeout, flags, now)
                 if fires is None:
                     return ERRNO_INVAL
                 waiting.append((userdata, tag, fires))
@@ -248,13 +234,14 @@ class WasiShim:
         return ERRNO_SUCCESS
 
     def _random_get(self, caller: wasmtime.Caller, buffer: int, length: int) -> int:
-        state = self._lookup(caller)
-        if state is None:
+        instance = self._lookup(caller)
+        if instance is None:
             return ERRNO_NOSYS
+        state = instance.current
         buffer, length = buffer & _U32, length & _U32
-        if not state.memory.fits(buffer, length):
+        if not instance.memory.fits(buffer, length):
             return ERRNO_FAULT
-        view = state.memory.view(buffer, length)
+        view = instance.memory.view(buffer, length)
         for start in range(0, length, RANDOM_CHUNK):
             if time.monotonic() >= state.deadline or self._interrupts.interrupted(state.armed_at):
                 state.overran = True
@@ -280,13 +267,13 @@ class WasiShim:
         self, caller: wasmtime.Caller, iovecs: int, count: int, done: int, most: int
     ) -> int:
         """Check the iovecs and report up to `most` of their bytes done."""
-        state = self._lookup(caller)
-        if state is None:
+        instance = self._lookup(caller)
+        if instance is None:
             return ERRNO_NOSYS
         iovecs, count, done = iovecs & _U32, count & _U32, done & _U32
         if count > IOV_MAX:
             return ERRNO_INVAL
-        memory = state.memory
+        memory = instance.memory
         if not (memory.fits(iovecs, count * _IOVEC.size) and memory.fits(done, 4)):
             return ERRNO_FAULT
         total = 0
@@ -313,7 +300,7 @@ class WasiShim:
         return ERRNO_BADF
 
 
-def _fires_at(state: CallState, clock: int, timeout: int, flags: int, now: float) -> float | None:
+def _fires_at(clock_origin: int, clock: int, timeout: int, flags: int, now: float) -> float | None:
     """The time.monotonic() a clock subscription fires at; None for a clock
     poll_oneoff does not offer (process and thread CPU time, as wasmtime)."""
     if not flags & _SUBSCRIPTION_CLOCK_ABSTIME:
@@ -323,7 +310,7 @@ def _fires_at(state: CallState, clock: int, timeout: int, flags: int, now: float
     if clock == _CLOCK_MONOTONIC:
         # The guest's monotonic clock counts from wasi_clock_origin or a
         # little before, so this never fires before the guest's time.
-        left = timeout - (time.monotonic_ns() - state.wasi_clock_origin)
+        left = timeout - (time.monotonic_ns() - clock_origin)
     elif clock == _CLOCK_REALTIME:
         left = timeout - time.time_ns()
     else:

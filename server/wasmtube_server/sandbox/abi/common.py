@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import wasmtime
 
-from ..errors import GuestError, GuestOutputError
-from .instance import GuestInstance
-from .pixels import PixelFormat
-from .traps import host_error, timed_out, trap_error
+from ...errors import GuestError, GuestOutputError
+from ..call_state import CallState
+from ..instance import GuestInstance
+from ..pixels import PixelFormat
+from ..traps import host_error, timed_out, trap_error
 
 __all__ = [
     "ImageInput",
@@ -80,31 +81,32 @@ def invoke(instance: GuestInstance, name: str, *args: int, seconds: float) -> in
     failure and then trapped or ran on past its deadline did not finish: the
     trap is what happened, and its message keeps what the guest had said.
     """
+    state = instance.current
     try:
         result = instance.func(name)(*args)
     except wasmtime.Trap as trap:
-        reported = _take_reported(instance)
-        if instance.overran:
+        reported = _take_reported(state)
+        if state.overran:
             raise timed_out(name, seconds, reported) from trap
         raise trap_error(trap, name, seconds, instance.usage(), reported) from trap
     except wasmtime.WasmtimeError as error:  # ExitTrap (WASI proc_exit) included
-        reported = _take_reported(instance)
-        if instance.overran:
+        reported = _take_reported(state)
+        if state.overran:
             raise timed_out(name, seconds, reported) from error
         raise host_error(error, name, reported) from error
-    if instance.overran:
-        raise timed_out(name, seconds, _take_reported(instance))
-    failure = instance.reported
+    if state.overran:
+        raise timed_out(name, seconds, _take_reported(state))
+    failure = state.reported
     if failure is not None:
-        instance.reported = None
+        state.reported = None
         raise GuestError(failure.code, failure.message, instance_usable=True)
     return result
 
 
-def _take_reported(instance: GuestInstance) -> str:
+def _take_reported(state: CallState) -> str:
     """What the guest passed to wasmtube.fail during this call, as words for
     a message ("" if nothing), and forget it."""
-    reported, instance.reported = instance.reported, None
+    reported, state.reported = state.reported, None
     if reported is None:
         return ""
     return f"{reported.code.name}: {reported.message}"
@@ -117,7 +119,7 @@ def read_output(instance: GuestInstance, function: str, offset: int, length: int
     The range must have been checked with `memory.fits`. Whether the text is
     JSON is the daemon's business (--check-output), not the sandbox's.
     """
-    if instance.declared_image is not None:
+    if instance.current.declared_image is not None:
         return _read_image(instance, function, offset, length)
     try:
         return instance.memory.read_text(offset, length)
@@ -129,7 +131,8 @@ def read_output(instance: GuestInstance, function: str, offset: int, length: int
 
 
 def _read_image(instance: GuestInstance, function: str, offset: int, length: int) -> ImageOutput:
-    declared, instance.declared_image = instance.declared_image, None
+    state = instance.current
+    declared, state.declared_image = state.declared_image, None
     assert declared is not None
     width, height, code = declared
     try:

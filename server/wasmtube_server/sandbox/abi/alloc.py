@@ -25,10 +25,10 @@ the instance. After any other failure the instance is dropped.
 
 from __future__ import annotations
 
-from ..errors import GuestError, GuestOutputError, InputTooLarge
-from .abi import ALLOC_EXPORT, FREE_EXPORT
-from .guest_call import Output, Payload, invoke, read_output, unpack
-from .instance import GuestInstance
+from ...errors import GuestError, GuestOutputError, InputTooLarge
+from ..instance import GuestInstance
+from .common import Output, Payload, invoke, read_output, unpack
+from .conventions import ALLOC_EXPORT, FREE_EXPORT
 
 __all__ = ["KEEP_INPUT_BUFFER", "call_alloc"]
 

@@ -10,9 +10,9 @@ instance; after any other failure the instance is dropped.
 
 from __future__ import annotations
 
-from ..errors import GuestError, GuestOutputError, InputTooLarge
-from .guest_call import Output, Payload, invoke, read_output, unpack
-from .instance import GuestInstance
+from ...errors import GuestError, GuestOutputError, InputTooLarge
+from ..instance import GuestInstance
+from .common import Output, Payload, invoke, read_output, unpack
 
 __all__ = ["call_seed"]
 
