@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -11,22 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import WASMTUBE, run
 from PIL import Image
 
 import wasmtube
 from conftest import RunningDaemon, free_ports, is_serving, wait_until
-
-WASMTUBE = [sys.executable, "-m", "wasmtube.cli"]
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*WASMTUBE, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_call_prints_the_result(guest_daemon: RunningDaemon) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.cli import run
+from helpers.guests import IMAGES
 from PIL import Image
-from test_cli import run
-from test_images_out import IMAGES
 
 from conftest import RunningDaemon, deploy
 

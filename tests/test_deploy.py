@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,9 +18,22 @@ V1 = json_module('{"version":1}')
 V2 = json_module('{"version":2}')
 
 
+MARKER = "zz_settled"
+_settles: weakref.WeakKeyDictionary[RunningDaemon, int] = weakref.WeakKeyDictionary()
+
+
 def settle(daemon: RunningDaemon) -> None:
-    """Wait long enough for any further (unwanted) reload to have happened."""
-    time.sleep(0.5 + 5 * daemon.daemon.config.reload_debounce)
+    """Wait until the daemon has handled every file event so far: a marker
+    module deployed now is loaded only after them (events are synced in
+    order, and a poll scan sees the marker with or after them)."""
+    count = _settles[daemon] = _settles.get(daemon, 0) + 1
+    deploy(daemon.modules_dir, MARKER, json_module(f'{{"settled":{count}}}'))
+    daemon.wait_generation(MARKER, count)
+
+
+def loaded(daemon: RunningDaemon) -> dict[str, int]:
+    """Each module's generation, the marker left out."""
+    return {n: m.generation for n, m in daemon.modules().items() if n != MARKER}
 
 
 def reloads(daemon: RunningDaemon, module: str, result: str = "success") -> float:
@@ -128,7 +142,7 @@ def test_configmap_update_reloads_every_changed_module_once(
     daemon.wait_generation("b", 2)
     settle(daemon)
     modules = daemon.modules()
-    assert {n: m.generation for n, m in modules.items()} == {"a": 2, "b": 2, "c": 1}
+    assert loaded(daemon) == {"a": 2, "b": 2, "c": 1}
     assert modules["a"].sha256 == sha256(a2) and modules["b"].sha256 == sha256(b2)
     assert daemon.call("a", "get").json == '{"a":2}'
     assert daemon.call("b", "get").json == '{"b":2}'

@@ -8,38 +8,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from helpers.guests import FAILING
 
 from conftest import RunningDaemon, deploy, wat
-
-# Seed ABI functions, plus one alloc-ABI function. `calls` counts every call
-# of this instance, so a test can tell whether the instance was kept.
-FAILING = wat("""
-(module
-  (import "wasmtube" "fail" (func $fail (param i32 i32 i32)))
-  (memory (export "memory") 1)
-  (global $calls (mut i32) (i32.const 0))
-  (data (i32.const 2048) "width must be even")
-  (func $count (global.set $calls (i32.add (global.get $calls) (i32.const 1))))
-  (func (export "invalid") (param i32 i32) (result i32)
-    (call $count)
-    (call $fail (i32.const 3) (i32.const 2048) (i32.const 18))
-    (i32.const 0))
-  (func (export "code_zero") (param i32 i32) (result i32)
-    (call $fail (i32.const 0) (i32.const 2048) (i32.const 18)) (i32.const 0))
-  (func (export "code_99") (param i32 i32) (result i32)
-    (call $fail (i32.const 99) (i32.const 2048) (i32.const 18)) (i32.const 0))
-  (func (export "message_outside") (param i32 i32) (result i32)
-    (call $fail (i32.const 9) (i32.const 0x7ffffff0) (i32.const 100)) (i32.const 0))
-  (func (export "fail_then_trap") (param i32 i32) (result i32)
-    (call $fail (i32.const 5) (i32.const 2048) (i32.const 5)) unreachable)
-  (func (export "calls") (param $p i32) (param i32) (result i32)
-    (call $count)
-    (i32.store8 (local.get $p) (i32.add (i32.const 0x30) (global.get $calls)))
-    (i32.const 1))
-  (func (export "wasmtube_alloc") (param i32) (result i32) (i32.const 4096))
-  (func (export "not_found") (param i32 i32) (result i64)
-    (call $fail (i32.const 5) (i32.const 2048) (i32.const 5)) (i64.const 0)))
-""")
 
 
 @pytest.fixture

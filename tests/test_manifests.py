@@ -48,10 +48,9 @@ import pytest
 import wasmtime
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers.guests import CHATTY, FAILING
 from helpers.tools import require_tool
 from prometheus_client.parser import text_string_to_metric_families
-from test_guest_errors import FAILING
-from test_guest_log import CHATTY
 
 from conftest import GUEST_WASM, ROOT, RunningDaemon, deploy, free_ports, json_module, wait_until
 from wasmtube.v1 import wasmtube_pb2 as pb

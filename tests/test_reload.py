@@ -134,41 +134,50 @@ def test_files_that_are_not_modules_are_ignored(daemon: RunningDaemon) -> None:
     assert set(daemon.modules()) == {"m", "marker"}
 
 
+# `slow` sleeps for `seconds` in WASI poll_oneoff (a wall-clock sleep, whatever
+# the machine's load), then answers which version it is.
 SLOW = """
 (module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 4096) "{{\\"version\\":{version}}}")
-  (func (export "slow") (param i32 i32) (result i32) (local $i i64)
-    (local.set $i (i64.const {iterations}))
-    (loop $spin
-      (local.set $i (i64.sub (local.get $i) (i64.const 1)))
-      (br_if $spin (i64.ne (local.get $i) (i64.const 0))))
+  (func (export "slow") (param i32 i32) (result i32)
+    (i32.store8 (i32.const 8200) (i32.const 0))   ;; a clock subscription
+    (i32.store (i32.const 8208) (i32.const 1))    ;; the monotonic clock
+    (i64.store (i32.const 8216) (i64.const {nanoseconds}))
+    (drop (call $poll (i32.const 8192) (i32.const 8704) (i32.const 1) (i32.const 9216)))
     (memory.copy (local.get 0) (i32.const 4096) (i32.const 13))
     (i32.const 13)))
 """
 
 
+def slow_module(version: int, seconds: float) -> bytes:
+    return wat(SLOW.format(version=version, nanoseconds=int(seconds * 1e9)))
+
+
 def test_call_in_flight_finishes_on_the_version_it_started_on(
     start_daemon: Callable[..., RunningDaemon], modules_dir: Path
 ) -> None:
-    slow_v1 = wat(SLOW.format(version=1, iterations=3_000_000_000))
-    fast_v2 = wat(SLOW.format(version=2, iterations=1))
+    slow_v1, fast_v2 = slow_module(1, 3.0), slow_module(2, 0)
     deploy(modules_dir, "s", slow_v1)
-    daemon = start_daemon(modules_dir)
+    daemon = start_daemon(modules_dir, wasi=True)
 
-    results: list[object] = []
-    started = time.monotonic()
-    caller = threading.Thread(target=lambda: results.append(daemon.call("s", "slow")))
+    answered: list[tuple[object, float]] = []
+    caller = threading.Thread(
+        target=lambda: answered.append((daemon.call("s", "slow"), time.monotonic()))
+    )
     caller.start()
-    time.sleep(0.2)  # the call is running inside the guest now
+    wait_until(lambda: daemon.metric("wasmtube_calls_running", module="s") == 1)
     deploy(modules_dir, "s", fast_v2)
     daemon.wait_generation("s", 2)
-    assert caller.is_alive(), "the slow call should still be running after the reload"
+    v2_serving = time.monotonic()
     assert daemon.call("s", "slow").json == '{"version":2}'
 
     caller.join(timeout=60)
-    (response,) = results
+    ((response, returned),) = answered
+    # Version 2 served before the call that started on version 1 returned,
+    # and that call finished on version 1.
+    assert v2_serving < returned
     assert response.json == '{"version":1}'
     assert response.module_sha256 == sha256(slow_v1)
     assert response.generation == 1
-    assert time.monotonic() - started > 0.2

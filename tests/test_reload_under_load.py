@@ -1,4 +1,5 @@
-"""Reloads under load fail no call, and reloading does not grow memory."""
+"""Reloads under load fail no call. (That reloading does not grow memory is
+measured by bench/memory.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import grpc
 
-from conftest import RunningDaemon, deploy, json_module, sha256
+from conftest import RunningDaemon, deploy, json_module, sha256, wait_until
 from wasmtube.v1 import wasmtube_pb2 as pb
 
 VERSIONS = {1: json_module('{"version":1}'), 2: json_module('{"version":2}')}
@@ -37,50 +38,33 @@ def test_fifty_redeploys_under_four_callers_fail_no_call(
                 continue
             answers.append((sent, response.json, response.module_sha256))
 
+    def answered_since(moment: float, count: int) -> bool:
+        return sum(1 for sent, _, _ in list(answers) if sent > moment) >= count
+
     callers = [threading.Thread(target=caller) for _ in range(4)]
     for thread in callers:
         thread.start()
-    for i in range(50):  # 50 deploys over 20 s, alternating the two versions
-        time.sleep(0.4)
-        deploy(modules_dir, "m", VERSIONS[2 if i % 2 == 0 else 1])
-    last_deploy = time.monotonic()
-    final = 1  # the 50th deploy (i = 49) put version 1 in place
-    time.sleep(1.5)
-    stop.set()
-    for thread in callers:
-        thread.join()
+    try:
+        for i in range(50):  # alternating the two versions, each under load
+            deployed = time.monotonic()
+            deploy(modules_dir, "m", VERSIONS[2 if i % 2 == 0 else 1])
+            daemon.wait_generation("m", i + 2)
+            wait_until(
+                lambda since=deployed: answered_since(since, 8), what="calls across the reload"
+            )
+        final = 1  # the 50th deploy (i = 49) put version 1 in place
+        settled = time.monotonic()
+        wait_until(lambda: answered_since(settled, 20), what="calls after the last reload")
+    finally:
+        stop.set()
+        for thread in callers:
+            thread.join()
 
     assert failures == []
-    assert len(answers) > 1000
     for _, output, module_sha256 in answers:
         # Every answer came from the version its hash names.
         assert json.loads(output)["version"] == version_of[module_sha256]
-    late = [output for sent, output, _ in answers if sent > last_deploy + 1.0]
+    late = [output for sent, output, _ in answers if sent > settled]
     assert late and all(json.loads(o)["version"] == final for o in late)
     # One reload per deploy: 50 deploys after generation 1.
     assert daemon.modules()["m"].generation == 51
-
-
-def test_a_thousand_reloads_do_not_grow_memory(
-    start_daemon: Callable[..., RunningDaemon], modules_dir: Path
-) -> None:
-    deploy(modules_dir, "m", VERSIONS[1])
-    daemon = start_daemon(modules_dir, reload_debounce=0.0)
-    registry = daemon.daemon.modules
-    baseline = 0
-    for i in range(1000):
-        deploy(modules_dir, "m", VERSIONS[2 if i % 2 == 0 else 1])
-        deadline = time.monotonic() + 10
-        while registry.get("m").generation < i + 2:
-            assert time.monotonic() < deadline, f"reload {i + 1} did not happen"
-            time.sleep(0.001)
-        daemon.call("m", "get")  # each version serves, and its pool fills
-        if i == 49:
-            baseline = _rss()
-    assert registry.get("m").generation == 1001
-    assert _rss() <= baseline * 1.10, (baseline, _rss())
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096

@@ -172,7 +172,8 @@ def test_a_stop_signal_drains_every_accepted_call_then_exits_0(
         callers = [threading.Thread(target=caller) for _ in range(3)]
         for thread in callers:
             thread.start()
-        time.sleep(1.0)
+        # Under way: every caller has had an answer, so calls are in guests.
+        wait_until(lambda: len(outcomes) >= len(callers), what="the first answers")
         signalled = time.monotonic()
         daemon.send_signal(signum)
 

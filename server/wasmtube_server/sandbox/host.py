@@ -71,19 +71,20 @@ class Reporting(Protocol):
 
 
 class _Bucket:
-    """A token bucket: `rate` lines a second, bursts of up to `rate`."""
+    """A token bucket: `rate` lines a second, bursts of up to `rate`, by `clock`."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
         self._rate = rate
+        self._clock = clock
         self._tokens = max(1.0, rate)
-        self._last = time.monotonic()
+        self._last = clock()
         self._lock = threading.Lock()
         self.dropped = 0
 
     def take(self) -> int | None:
         """None if the line must be dropped; else how many were dropped before it."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self._tokens = min(max(1.0, self._rate), self._tokens + (now - self._last) * self._rate)
             self._last = now
             if self._tokens < 1:
@@ -105,6 +106,8 @@ class HostFunctions:
         self._log_rate = log_rate
         self._on_log_dropped = on_log_dropped
         self._buckets: dict[str, _Bucket] = {}
+        # What the log rate is measured by (tests set a clock of their own).
+        self.clock: Callable[[], float] = time.monotonic
         # Instances by the address of their Store's context, which is what a
         # callback can see of its caller; dropped with the instance.
         self._instances: weakref.WeakValueDictionary[int, Reporting] = weakref.WeakValueDictionary()
@@ -176,7 +179,7 @@ class HostFunctions:
                 return  # logging during instantiation: no call to tie the line to
             bucket = self._buckets.get(call.module)
             if bucket is None:
-                bucket = self._buckets.setdefault(call.module, _Bucket(self._log_rate))
+                bucket = self._buckets.setdefault(call.module, _Bucket(self._log_rate, self.clock))
             dropped = bucket.take()
             if dropped is None:
                 self._on_log_dropped(call.module)
