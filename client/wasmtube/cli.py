@@ -274,6 +274,49 @@ def new(name: str, directory: Path) -> None:
     click.echo(f"  cp {quoted}/{shlex.quote(name + '.wasm')} /path/to/modules/")
 
 
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("reference", metavar="REF")
+@click.option("--insecure", is_flag=True, help="Plain HTTP: a local or test registry.")
+@click.option(
+    "--registry-auth",
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="WASMTUBE_REGISTRY_AUTH",
+    show_envvar=True,
+    help="Credentials: a Docker config.json.  [default: $DOCKER_CONFIG/config.json or "
+    "~/.docker/config.json, if there is one]",
+)
+def push(file: Path, reference: str, insecure: bool, registry_auth: Path | None) -> None:
+    """Publish module FILE to an OCI registry at REF and print its digest.
+
+    REF is HOST[:PORT]/REPOSITORY:TAG. The module goes up unchanged as a
+    standard Wasm OCI artifact (the one layer application/wasm), which
+    `wasmtube serve --pull NAME=REF` serves, by the tag or by the digest
+    printed: HOST[:PORT]/REPOSITORY@sha256:....
+    """
+    try:
+        from wasmtube.oci.distribution import RegistryError
+        from wasmtube.oci.push import PushError, default_credentials_file, push_module
+        from wasmtube.oci.references import ReferenceError
+    except ImportError as e:
+        _fail(f"wasmtube push needs the OCI client ({e}): pip install 'wasmtube[oci]'")
+    try:
+        digest = push_module(
+            file,
+            reference,
+            insecure=insecure,
+            credentials_file=registry_auth or default_credentials_file(),
+        )
+    except ReferenceError as e:
+        raise click.BadParameter(str(e), param_hint="'REF'") from e
+    except (PushError, RegistryError) as e:
+        _fail(f"push {reference}: {e}")
+    except OSError as e:
+        _fail(f"cannot read {file}: {e}")
+    click.echo(digest)
+
+
 def _check_json(text: str) -> None:
     def reject(constant: str) -> NoReturn:
         # Python's parser takes NaN and Infinity; JSON (and the daemon) do not.

@@ -37,6 +37,7 @@ from .api.service import SERVICE, WasmtubeService, add_to_server
 from .config import UNIX_PREFIX, Config, split_host_port
 from .metrics import Metrics
 from .modules.loader import DirectoryLoader
+from .modules.oci import Puller
 from .modules.registry import ModuleRegistry
 from .modules.watcher import ModuleWatcher
 from .sandbox import Limits, Runtime
@@ -71,6 +72,9 @@ class Daemon:
         )
         self.modules = ModuleRegistry(self.runtime, self.metrics, config)
         self.loader = DirectoryLoader(config.modules_dir, self.modules, config)
+        # Modules from OCI registries (--pull), kept beside the compiled ones.
+        cache = self.runtime.cache.directory if self.runtime.cache is not None else None
+        self.puller = Puller(config, self.modules, self.metrics, cache)
         self._watcher = ModuleWatcher(
             self.loader,
             config.reload_debounce,
@@ -114,6 +118,7 @@ class Daemon:
         self._on_loop(self._start_grpc())
         # Watch before the first scan, so a file that lands in between is seen.
         self._watcher.start()
+        self.puller.start()
         self._loading.start()
 
     def _on_loop(self, work: Coroutine[Any, Any, _T]) -> _T:
@@ -123,6 +128,7 @@ class Daemon:
     def _load_directory(self) -> None:
         started = time.monotonic()
         self.loader.sync()
+        self.puller.wait_started()
         self.modules.ready.set()
         self._on_loop(self._health_reason("starting", None))
         log.info(
@@ -247,6 +253,7 @@ class Daemon:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop_thread.join(timeout=5)
         self._watcher.stop()
+        self.puller.stop()
         if self._loading.is_alive():
             self._loading.join(timeout=5)
         self.runtime.stop()

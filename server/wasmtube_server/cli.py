@@ -256,6 +256,46 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
     type=click.IntRange(min=1),
 )
 @_option(
+    "--pull",
+    "WASMTUBE_PULL",
+    "Serve module NAME from an OCI registry: REF is HOST[:PORT]/REPOSITORY:TAG (checked every "
+    "--pull-interval) or HOST[:PORT]/REPOSITORY@sha256:HEX (pinned); repeatable (in the "
+    "environment variable, separate them with spaces). With --cache-dir, pulled modules "
+    "survive restarts while the registry is down.",
+    multiple=True,
+    show_default=False,
+    metavar="NAME=REF",
+)
+@_option(
+    "--pull-interval",
+    "WASMTUBE_PULL_INTERVAL",
+    "Seconds between checks of a pulled tag for a new digest.",
+    type=click.FloatRange(min=0, min_open=True),
+)
+@_option(
+    "--pull-backoff-max",
+    "WASMTUBE_PULL_BACKOFF_MAX",
+    "Longest wait, in seconds, between pull attempts while a registry keeps failing.",
+    type=click.FloatRange(min=0, min_open=True),
+)
+@_option(
+    "--registry-insecure",
+    "WASMTUBE_REGISTRY_INSECURE",
+    "Use plain HTTP for this registry, HOST:PORT (or HOST, for every port); repeatable. "
+    "Every other registry is HTTPS.",
+    multiple=True,
+    show_default=False,
+    metavar="HOST[:PORT]",
+)
+@_option(
+    "--registry-auth",
+    "WASMTUBE_REGISTRY_AUTH",
+    "Registry credentials: a Docker config.json (what docker login writes, or a "
+    "kubernetes.io/dockerconfigjson Secret's .dockerconfigjson), read again on every pull.",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_default="none",
+)
+@_option(
     "--grace",
     "WASMTUBE_GRACE",
     "Seconds running calls get to finish after SIGTERM or SIGINT; new calls are refused.",

@@ -17,6 +17,7 @@ __all__ = [
     "WATCH_MODES",
     "Config",
     "parse_byte_size",
+    "parse_pull",
     "split_host_port",
 ]
 
@@ -101,6 +102,23 @@ class Config:
     # Compiled modules kept in cache_dir; the least recently used beyond it
     # are deleted. Set it above the number of modules, or restarts compile.
     cache_max_entries: int = 4096
+    # Modules pulled from OCI registries, each "NAME=REF" with REF
+    # HOST[:PORT]/REPOSITORY:TAG (checked every pull_interval seconds) or
+    # HOST[:PORT]/REPOSITORY@sha256:HEX (fetched once). A single string is
+    # one. With cache_dir, verified modules are kept there, so a restart
+    # serves them while the registry is down (modules/oci.py).
+    pull: tuple[str, ...] | str = ()
+    pull_interval: float = 30.0
+    # Longest wait between attempts while a registry keeps failing: the wait
+    # doubles from a second up to this.
+    pull_backoff_max: float = 300.0
+    # Registries (HOST:PORT, or HOST for all its ports) spoken to over plain
+    # HTTP: local and test registries. Every other one is HTTPS.
+    registry_insecure: tuple[str, ...] | str = ()
+    # A Docker config.json with registry credentials (`docker login`'s, or a
+    # kubernetes.io/dockerconfigjson Secret's), read again on every pull; a
+    # missing file holds none.
+    registry_auth: Path | None = None
     # Largest gRPC message accepted or sent.
     max_message_size: int = 64 * MIB
     # Longest the daemon waits for a request message to arrive in full: a
@@ -198,6 +216,16 @@ class Config:
             raise ValueError(f"grace must be >= 0 seconds, got {self.grace}")
         if self.metrics_listen is not None:
             split_host_port(self.metrics_listen, option="metrics_listen")
+        for name in ("pull", "registry_insecure"):
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, (getattr(self, name),))
+        if self.registry_auth is not None:
+            object.__setattr__(self, "registry_auth", Path(self.registry_auth))
+        parse_pull(self.pull)
+        if self.pull_interval <= 0:
+            raise ValueError(f"pull_interval must be > 0 seconds, got {self.pull_interval}")
+        if self.pull_backoff_max <= 0:
+            raise ValueError(f"pull_backoff_max must be > 0 seconds, got {self.pull_backoff_max}")
         if self.health_listen is not None:
             split_host_port(self.health_listen, option="health_listen")
 
@@ -218,6 +246,32 @@ def parse_byte_size(value: int | str) -> int:
     if match is None or unit not in _BYTE_UNITS:
         raise ValueError(f"{value!r} is not a size: use bytes or a number with KiB, MiB or GiB")
     return int(match.group(1)) * _BYTE_UNITS[unit]
+
+
+def parse_pull(entries: tuple[str, ...] | str) -> dict[str, str]:
+    """Module name -> reference from `pull` entries ("NAME=REF"); ValueError
+    naming the entry if one is malformed, or a name is pulled twice."""
+    from wasmtube.oci.references import parse_reference
+
+    from .modules.names import is_module_name
+
+    pulls: dict[str, str] = {}
+    for entry in (entries,) if isinstance(entries, str) else entries:
+        name, sep, reference = entry.partition("=")
+        name, reference = name.strip(), reference.strip()
+        if not sep or not name or not reference:
+            raise ValueError(
+                f"pull {entry!r} is not NAME=REF, as in hello=registry.example.com/wasm/hello:v1"
+            )
+        if not is_module_name(name):
+            raise ValueError(f"pull {entry!r}: {name!r} is not a module name (a plain file stem)")
+        if name in pulls:
+            raise ValueError(f"pull: module {name!r} is pulled twice ({pulls[name]}, {reference})")
+        try:
+            pulls[name] = str(parse_reference(reference))
+        except ValueError as e:
+            raise ValueError(f"pull {name}: {e}") from e
+    return pulls
 
 
 def split_host_port(address: str, *, option: str) -> tuple[str, int]:

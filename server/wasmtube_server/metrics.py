@@ -192,6 +192,28 @@ class Metrics:
         )
         # The label set each module's info series has now, to remove it on change.
         self._info_labels: dict[str, tuple[str, str, str]] = {}
+        # Modules pulled from OCI registries (--pull): modules/oci.py.
+        self.pulls = Counter(
+            "wasmtube_module_pulls",
+            "Pull attempts of modules from OCI registries (--pull), by module and result: "
+            "updated (a new version serves), unchanged, cached (served from --cache-dir at "
+            "start), load_failed (fetched and verified, but did not load), or why the registry "
+            "failed: unreachable, tls, unauthorized, not_found, refused, digest_mismatch (bytes "
+            "that do not match their digest, never served), bad_artifact, too_large, credentials.",
+            ["module", "result"],
+            registry=registry,
+        )
+        self.pull_last_success = Gauge(
+            "wasmtube_module_pull_last_success_timestamp_seconds",
+            "When each pulled module's registry last answered a pull (Unix time).",
+            ["module"],
+            registry=registry,
+        )
+
+    def module_pulled(self, module: str, result: str) -> None:
+        self.pulls.labels(module, result).inc()
+        if result in ("updated", "unchanged", "load_failed"):
+            self.pull_last_success.labels(module).set_to_current_time()
 
     def call_finished(self, module: str, function: str, code: str, seconds: float) -> None:
         self.calls.labels(module, function, code).inc()

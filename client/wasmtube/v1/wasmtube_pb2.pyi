@@ -109,7 +109,7 @@ class ModuleSettings(_message.Message):
     def __init__(self, seed_offset: _Optional[int] = ..., instance_policy: _Optional[str] = ..., call_timeout_seconds: _Optional[float] = ..., max_memory_bytes: _Optional[int] = ..., config_json: _Optional[str] = ..., file_sha256: _Optional[str] = ...) -> None: ...
 
 class ModuleInfo(_message.Message):
-    __slots__ = ("name", "sha256", "generation", "loaded_at", "functions", "last_error", "last_error_at", "size_bytes", "settings")
+    __slots__ = ("name", "sha256", "generation", "loaded_at", "functions", "last_error", "last_error_at", "size_bytes", "settings", "source_kind", "source", "source_digest")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,9 @@ class ModuleInfo(_message.Message):
     LAST_ERROR_AT_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_KIND_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     name: str
     sha256: str
     generation: int
@@ -128,4 +131,7 @@ class ModuleInfo(_message.Message):
     last_error_at: _timestamp_pb2.Timestamp
     size_bytes: int
     settings: ModuleSettings
-    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., generation: _Optional[int] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., last_error: _Optional[str] = ..., last_error_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size_bytes: _Optional[int] = ..., settings: _Optional[_Union[ModuleSettings, _Mapping]] = ...) -> None: ...
+    source_kind: str
+    source: str
+    source_digest: str
+    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., generation: _Optional[int] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., last_error: _Optional[str] = ..., last_error_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size_bytes: _Optional[int] = ..., settings: _Optional[_Union[ModuleSettings, _Mapping]] = ..., source_kind: _Optional[str] = ..., source: _Optional[str] = ..., source_digest: _Optional[str] = ...) -> None: ...

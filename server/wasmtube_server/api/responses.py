@@ -62,6 +62,12 @@ def module_info(status: ModuleStatus) -> pb.ModuleInfo:
     if status.last_error_at is not None:
         info.last_error_at.CopyFrom(_timestamp(status.last_error_at.timestamp()))
     current = status.current
+    # The serving version's source (and digest), else where one was looked for.
+    source = current.source if current is not None and current.source else status.source
+    if source is not None:
+        info.source_kind, info.source = source.kind, source.location
+        if current is not None and current.source is source:
+            info.source_digest = source.digest
     if current is not None:
         info.sha256 = current.sha256
         info.generation = current.generation

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..config import Config
+from ..config import Config, parse_pull
 from ..errors import SettingsError
 from .files import FileRefused, format_size, read_regular_file
 from .names import MODULE_SUFFIX, SETTINGS_SUFFIX, module_name_of
@@ -37,6 +37,9 @@ class DirectoryLoader:
         # The start-up scan and the watcher may sync at the same time: one at
         # a time, or one deploy could be loaded twice.
         self._lock = threading.Lock()
+        # Modules pulled from registries (--pull) are the puller's: a file of
+        # the same name is ignored, whenever it appears.
+        self._pulled = frozenset(parse_pull(config.pull))
 
     def module_names_on_disk(self) -> set[str]:
         """The names of the module files in the directory; none if it is missing."""
@@ -66,7 +69,12 @@ class DirectoryLoader:
         with self._lock:
             if names is None:
                 names = self.module_names_on_disk() | self._registry.names()
-            return {name: self._sync_one(name, noticed_at) for name in sorted(names)}
+            names = set(names)
+            for name in sorted(names & self._pulled):
+                path = self.directory / f"{name}{MODULE_SUFFIX}"
+                if path.exists():
+                    log.warning("ignoring %s: module %s is pulled from a registry", path, name)
+            return {name: self._sync_one(name, noticed_at) for name in sorted(names - self._pulled)}
 
     def _sync_one(self, name: str, noticed_at: float | None) -> LoadOutcome | None:
         path = self.directory / f"{name}{MODULE_SUFFIX}"

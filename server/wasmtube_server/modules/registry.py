@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -24,6 +24,7 @@ from ..errors import ModuleLoadError, ModuleNotFound, SettingsError, StillLoadin
 from ..metrics import Metrics
 from ..sandbox import CompiledModule, InstancePolicy, InstancePool, Runtime, compile_module
 from .settings import ModuleSettings
+from .source import FILE, ModuleSource
 
 __all__ = ["LoadOutcome", "LoadedModule", "ModuleRegistry", "ModuleStatus"]
 
@@ -45,6 +46,8 @@ class LoadedModule:
     slots: ModuleSlots
     # Where this version's calls run: learnt anew by every version.
     placement: Placement = field(default_factory=Placement)
+    # Where this version came from: a file, or a registry and the digest pulled.
+    source: ModuleSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,8 @@ class ModuleStatus:
     current: LoadedModule | None
     last_error: str
     last_error_at: datetime | None
+    # Where the newest version was looked for, whether or not it loaded.
+    source: ModuleSource | None = None
 
 
 class LoadOutcome(Enum):
@@ -70,6 +75,7 @@ class _Entry:
     generation: int = 0
     last_error: str = ""
     last_error_at: datetime | None = None
+    source: ModuleSource | None = None
 
 
 class ModuleRegistry:
@@ -105,8 +111,9 @@ class ModuleRegistry:
                 f"directory after starting; retry shortly"
             )
         if entry is not None and entry.last_error:
+            what = "its file" if entry.source is None or entry.source.kind == FILE else "it"
             raise ModuleNotFound(
-                f"module {name!r} is not loaded: its file failed to load: {entry.last_error}"
+                f"module {name!r} is not loaded: {what} failed to load: {entry.last_error}"
             )
         raise ModuleNotFound(f"module {name!r} is not loaded; see ListModules for the modules")
 
@@ -114,7 +121,7 @@ class ModuleRegistry:
         """Every module that serves or whose newest file failed, by name."""
         with self._lock:
             return [
-                ModuleStatus(name, e.current, e.last_error, e.last_error_at)
+                ModuleStatus(name, e.current, e.last_error, e.last_error_at, e.source)
                 for name, e in sorted(self._entries.items())
                 if e.current is not None or e.last_error
             ]
@@ -127,32 +134,48 @@ class ModuleRegistry:
         self,
         name: str,
         wasm: bytes,
-        source: Path | None = None,
+        source: ModuleSource | Path | None = None,
         noticed_at: float | None = None,
         settings: ModuleSettings | None = None,
     ) -> LoadOutcome:
         """Make `wasm` with `settings` (the daemon's options if None) the
         serving version of `name`, unless it is already.
 
+        `source` says where `wasm` came from (a Path is a file's); the same
+        bytes found at another source (a tag moved to a manifest holding the
+        same module) are not loaded again, but the new source is recorded.
+
         `noticed_at` is the time.monotonic() at which the change was first
         seen (a file event), for the reload latency metric. On failure the
         previous version keeps serving and the error is kept for ListModules.
         """
         sha256 = hashlib.sha256(wasm).hexdigest()
+        if isinstance(source, Path):
+            source = ModuleSource.file(source)
         if settings is None:
             settings = ModuleSettings.defaults(self._config, name)
         entry = self._entries.get(name)
         current = entry.current if entry is not None else None
         if current is not None and current.sha256 == sha256 and current.settings == settings:
-            self._clear_failure(name)
+            if source is not None and source != current.source:
+                self._set_source(name, current, source)
+            self.clear_failure(name)
             return LoadOutcome.UNCHANGED
         try:
             compiled, pool = self._build(name, wasm, sha256, settings, current)
         except ModuleLoadError as e:
-            self.record_failure(name, f"{source or name}: {e}", e.reason)
+            self.record_failure(name, f"{source or name}: {e}", e.reason, source=source)
             return LoadOutcome.FAILED
-        self._swap_in(name, sha256, len(wasm), compiled, pool, settings, noticed_at)
+        self._swap_in(name, sha256, len(wasm), compiled, pool, settings, noticed_at, source)
         return LoadOutcome.LOADED
+
+    def _set_source(self, name: str, current: LoadedModule, source: ModuleSource) -> None:
+        """Record that the serving version's bytes were found at `source`."""
+        with self._lock:
+            entry = self._entry(name)
+            if entry.current is current:
+                entry.current = self._serving[name] = replace(current, source=source)
+                entry.source = source
 
     def _build(
         self,
@@ -194,11 +217,13 @@ class ModuleRegistry:
         pool: InstancePool,
         settings: ModuleSettings,
         noticed_at: float | None,
+        source: ModuleSource | None = None,
     ) -> None:
         """Make a built version the one that serves `name`: one dict entry."""
         with self._lock:
             entry = self._entry(name)
             entry.generation += 1
+            entry.source = source
             entry.current = self._serving[name] = LoadedModule(
                 name=name,
                 sha256=sha256,
@@ -209,6 +234,7 @@ class ModuleRegistry:
                 pool=pool,
                 settings=settings,
                 slots=entry.slots,
+                source=source,
             )
             entry.last_error, entry.last_error_at = "", None
             self._metrics.module_loaded(name, sha256, entry.generation, self._count_loaded())
@@ -222,8 +248,8 @@ class ModuleRegistry:
             size,
         )
 
-    def _clear_failure(self, name: str) -> None:
-        """The newest file of `name` is the one serving again: forget the failure."""
+    def clear_failure(self, name: str) -> None:
+        """The newest version of `name` is the one serving again: forget the failure."""
         with self._lock:
             entry = self._entries.get(name)
             if entry is not None:
@@ -243,12 +269,16 @@ class ModuleRegistry:
         log.info("module %s removed", name)
         return True
 
-    def record_failure(self, name: str, error: str, reason: str) -> None:
-        """Keep why the newest file of `name` could not be loaded; the version
-        that serves, if any, keeps serving."""
+    def record_failure(
+        self, name: str, error: str, reason: str, *, source: ModuleSource | None = None
+    ) -> None:
+        """Keep why the newest version of `name` (from `source`, if known)
+        could not be loaded; the version that serves, if any, keeps serving."""
         with self._lock:
             entry = self._entry(name)
             entry.last_error, entry.last_error_at = error, datetime.now(UTC)
+            if source is not None:
+                entry.source = source
             self._metrics.module_load_failed(name, reason)
         serving = entry.current
         if serving is not None:
