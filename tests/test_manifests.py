@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -49,10 +50,12 @@ import wasmtime
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers.guests import CHATTY, FAILING
+from helpers.registry import LocalRegistry, docker_config, registries
 from helpers.tools import require_tool
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import GUEST_WASM, ROOT, RunningDaemon, deploy, free_ports, json_module, wait_until
+from wasmtube.oci import parse_reference
 from wasmtube.v1 import wasmtube_pb2 as pb
 from wasmtube.v1 import wasmtube_pb2_grpc as pb_grpc
 from wasmtube_server.cli import serve
@@ -61,9 +64,10 @@ from wasmtube_server.config import Config
 DEPLOY = ROOT / "deploy"
 BASE = DEPLOY / "base"
 EMPTYDIR = DEPLOY / "overlays" / "emptydir"
+OCI = DEPLOY / "overlays" / "oci"
 MONITORING = DEPLOY / "monitoring"
-KUSTOMIZATIONS = [BASE, EMPTYDIR, MONITORING]
-APP_VARIANTS = [BASE, EMPTYDIR]
+KUSTOMIZATIONS = [BASE, EMPTYDIR, OCI, MONITORING]
+APP_VARIANTS = [BASE, EMPTYDIR, OCI]
 DASHBOARD = MONITORING / "grafana-dashboard.json"
 DOCKERFILE = DEPLOY / "Dockerfile"
 
@@ -687,6 +691,9 @@ def test_module_sync_sidecar_is_wired_to_wasmtube() -> None:
     ready_dir = mount_of(sync, str(Path(settings["READY_FILE"]).parent))
     assert "emptyDir" in volume(spec, ready_dir["name"])
     assert settings["MODULES"].split() and settings["MODULES_URL"].startswith("https://")
+    # Every download is checked: against a pin, or the store's NAME.wasm.sha256.
+    script_text = (EMPTYDIR / "module-sync.sh").read_text()
+    assert "sha256sum" in script_text and ".wasm.sha256" in script_text
 
 
 @pytest.fixture
@@ -715,6 +722,13 @@ def visible(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
 
 
+def publish(store: Path, name: str, data: bytes, checksum: bytes | None = None) -> None:
+    """Put a module in the store with its NAME.wasm.sha256, as `sha256sum` writes it."""
+    digest = hashlib.sha256(data if checksum is None else checksum).hexdigest()
+    (store / f"{name}.wasm.sha256").write_text(f"{digest}  {name}.wasm\n")
+    deploy(store, name, data)
+
+
 def test_module_sync_deploys_by_atomic_rename(
     start_daemon: Callable[..., RunningDaemon],
     artifact_store: tuple[Path, str],
@@ -726,27 +740,34 @@ def test_module_sync_deploys_by_atomic_rename(
     modules = tmp_path / "modules"
     modules.mkdir()
     ready = tmp_path / "ready"
-    v1, v2 = json_module('{"v":1}'), json_module('{"v":2}')
-    deploy(store, "m", v1)
+    v1, v2, v3 = json_module('{"v":1}'), json_module('{"v":2}'), json_module('{"v":3}')
+    publish(store, "m", v1)
+    publish(store, "pinned", v1)
     (modules / "stale.wasm").write_bytes(v1)  # not listed: removed
     script_env = {
         "PATH": os.environ["PATH"],
         "MODULES_URL": url,
-        "MODULES": "m",
+        # `pinned` is pinned to v1's checksum: its store's .sha256 is not read.
+        "MODULES": f"m pinned={hashlib.sha256(v1).hexdigest()}",
         "MODULES_DIR": str(modules),
         "SYNC_INTERVAL": "1",
         "READY_FILE": str(ready),
     }
-    process = subprocess.Popen(
-        ["sh", str(EMPTYDIR / "module-sync.sh")],
-        env=script_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "module-sync.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            ["sh", str(EMPTYDIR / "module-sync.sh")],
+            env=script_env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+    def logged(text: str, count: int = 1) -> bool:
+        return log.read_text().count(text) >= count
+
     try:
         wait_until(ready.exists, 10, "module-sync's first pass")
-        assert visible(modules) == ["m.wasm"]
+        assert visible(modules) == ["m.wasm", "pinned.wasm"]
         daemon = start_daemon(modules)
         assert json.loads(daemon.call("m", "get").json) == {"v": 1}
 
@@ -756,16 +777,25 @@ def test_module_sync_deploys_by_atomic_rename(
         assert (modules / "m.wasm").stat().st_ino == inode
 
         # A new version: one atomic rename, one reload.
-        deploy(store, "m", v2)
+        publish(store, "m", v2)
         daemon.wait_generation("m", 2)
         assert json.loads(daemon.call("m", "get").json) == {"v": 2}
         time.sleep(2.5)
         assert daemon.metric("wasmtube_module_reloads_total", module="m", result="success") == 2
 
+        # A download that is not what its checksum says (a broken transfer, an
+        # altered store) is never deployed; nor one that differs from its pin.
+        publish(store, "m", v3, checksum=v2)
+        publish(store, "pinned", v3)
+        wait_until(lambda: logged("m.wasm has sha256") and logged("pinned.wasm has sha256"))
+        assert f"not {hashlib.sha256(v2).hexdigest()}: refused" in log.read_text()
+        assert json.loads(daemon.call("m", "get").json) == {"v": 2}
+        assert json.loads(daemon.call("pinned", "get").json) == {"v": 1}
+
         # The store fails: the current file stays and keeps serving.
         (store / "m.wasm").unlink()
-        time.sleep(2.5)
-        assert visible(modules) == ["m.wasm"]
+        wait_until(lambda: logged("fetching m.wasm failed"), 10, "a failed fetch")
+        assert visible(modules) == ["m.wasm", "pinned.wasm"]
         assert json.loads(daemon.call("m", "get").json) == {"v": 2}
 
         # SIGTERM ends it at once, not after its sleep.
@@ -774,9 +804,130 @@ def test_module_sync_deploys_by_atomic_rename(
     finally:
         if process.poll() is None:
             process.kill()
-        output = process.communicate()[0]
-    assert "deployed m.wasm" in output and "removed stale.wasm" in output
-    assert "fetching m.wasm failed" in output
+            process.wait()
+    assert logged("deployed m.wasm") and logged("removed stale.wasm")
+
+
+# -- overlays/oci: modules pulled from a registry ------------------------------
+
+
+def test_oci_overlay_pulls_with_credentials_from_a_secret() -> None:
+    docs = render(OCI)
+    spec = pod_spec(docs)
+    sidecar = container(spec, SIDECAR)
+    settings = env(sidecar)
+    # Every module is pulled: the module directory is empty, no ConfigMap.
+    modules = mount_of(sidecar, settings["WASMTUBE_MODULES"])
+    assert "emptyDir" in volume(spec, modules["name"])
+    assert not [d for d in docs if d["kind"] == "ConfigMap"]
+    pulls = shlex.split(settings["WASMTUBE_PULL"])
+    config = Config(pull=pulls, pull_interval=float(settings["WASMTUBE_PULL_INTERVAL"]))
+    # The example follows a tag (a rollout moves it); a digest pins instead.
+    assert config.pull and not any(parse_reference(p.partition("=")[2]).pinned for p in pulls)
+
+    # Credentials: the dockerconfigjson Secret's key, on a volume of its own,
+    # whole (a subPath mount never sees the Secret rotate), optional (a public
+    # registry needs none).
+    auth = Path(settings["WASMTUBE_REGISTRY_AUTH"])
+    assert auth.name == ".dockerconfigjson"
+    mount = mount_of(sidecar, str(auth.parent))
+    assert mount.get("readOnly") is True and "subPath" not in mount
+    assert volume(spec, mount["name"])["secret"] == {
+        "secretName": "wasmtube-registry",
+        "optional": True,
+    }
+    # Verified modules are kept in --cache-dir, an emptyDir that outlives
+    # the container: a restart serves them with the registry down.
+    cache = mount_of(sidecar, settings["WASMTUBE_CACHE_DIR"])
+    assert "emptyDir" in volume(spec, cache["name"])
+
+
+@pytest.fixture
+def start_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., LocalRegistry]]:
+    yield from registries(tmp_path_factory)
+
+
+def test_oci_overlay_settings_pull_from_a_real_registry(
+    tmp_path: Path, start_registry: Callable[..., LocalRegistry]
+) -> None:
+    """The overlay's sidecar settings over the image's, with the registry
+    moved to one on loopback that requires a user, the Secret's file written
+    where it is mounted, and free ports: the pulled module serves."""
+    from wasmtube.oci.push import push_module
+
+    spec = pod_spec(render(OCI))
+    sidecar = container(spec, SIDECAR)
+    settings = {k: v for k, v in dockerfile_env().items() if k.startswith("WASMTUBE_")}
+    settings.update(env(sidecar))
+    mounts = {m["mountPath"]: tmp_path / m["name"] for m in sidecar["volumeMounts"]}
+    for directory in mounts.values():
+        directory.mkdir()
+
+    def local(value: str) -> str:
+        for path, directory in mounts.items():
+            if value == path or value.startswith(path + "/"):
+                return str(directory / value[len(path) :].lstrip("/"))
+        assert not value.startswith("/"), f"{value} is not on a mounted volume"
+        return value
+
+    settings = {k: local(v) for k, v in settings.items()}
+    registry = start_registry(users={"puller": "s3cret"})
+    auth = Path(settings["WASMTUBE_REGISTRY_AUTH"])
+    docker_config(auth, {registry.host: ("puller", "s3cret")})
+    name, _, reference = settings["WASMTUBE_PULL"].partition("=")
+    reference = f"{registry.host}/{reference.partition('/')[2]}"
+    module = tmp_path / "hello.wasm"
+    module.write_bytes((BASE / "modules" / "hello.wasm").read_bytes())
+    push_module(module, reference, insecure=True, credentials_file=auth)
+    grpc_port, metrics_port, health_port = free_ports(3)
+    settings |= {
+        "WASMTUBE_PULL": f"{name}={reference}",
+        "WASMTUBE_REGISTRY_INSECURE": registry.host,
+        "WASMTUBE_LISTEN": f"127.0.0.1:{grpc_port}",
+        "WASMTUBE_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+        "WASMTUBE_HEALTH_LISTEN": f"127.0.0.1:{health_port}",
+    }
+    (entrypoint,) = [json.loads(a) for k, a in final_stage() if k == "ENTRYPOINT"]
+    program = Path(sys.executable).parent / entrypoint[0]
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith("WASMTUBE_")}
+    log = tmp_path / "wasmtube.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(program), *entrypoint[1:]],
+            env={**process_env, **settings},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    probed = grpc.insecure_channel(f"127.0.0.1:{health_port}")
+    try:
+
+        def serving() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"wasmtube exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                return health(probed, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
+            except grpc.RpcError:
+                return False
+
+        wait_until(serving, 30, "the startupProbe's service to be SERVING")
+        stub = pb_grpc.WasmtubeStub(channel)
+        response = stub.Call(pb.CallRequest(module=name, function="hello", json="{}"))
+        assert json.loads(response.json) == {"hello": "wasmtube"}
+        (info,) = stub.ListModules(pb.ListModulesRequest()).modules
+        assert (info.source_kind, info.source) == ("oci", reference), log.read_text()
+        cache = Path(settings["WASMTUBE_CACHE_DIR"])
+        assert list(cache.rglob(f"sha256-{info.sha256}.wasm")), "kept for restarts"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=spec["terminationGracePeriodSeconds"]) == 0, log.read_text()
+    finally:
+        channel.close()
+        probed.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 # -- monitoring: PodMonitor and Grafana dashboard ----------------------------
