@@ -248,6 +248,13 @@ def test_pull_by_tag_serves_the_module_and_shows_where_it_came_from(
     wait_until(lambda: pulls(daemon, "unchanged") >= 2, what="the tag checked again")
     assert daemon.modules()["m"].generation == 1
     assert daemon.metric("wasmtube_module_pull_last_success_timestamp_seconds", module="m")
+    # `wasmtube modules` shows the reference and the digest it served.
+    done = subprocess.run(
+        [*WASMTUBE, "modules", "--target", daemon.address], capture_output=True, text=True
+    )
+    header, row = done.stdout.splitlines()
+    assert "SOURCE" in header.split()
+    assert f"{registry.ref('wasm/m', 'v1')} (sha256:{digest[7:19]})" in row
 
 
 def test_moving_the_tag_under_load_swaps_versions_with_zero_failed_calls(

@@ -374,6 +374,14 @@ def _module_table(infos: Sequence[wasmtube_pb2.ModuleInfo]) -> list[str]:
         ]
         for m in infos
     ]
+    # Where pulled modules come from: the reference, and for a tag the
+    # digest it served (a digest reference shows its own).
+    if any(m.source_kind == "oci" for m in infos):
+        header.append("SOURCE")
+        for row, m in zip(rows, infos, strict=True):
+            digest = m.source_digest.removeprefix("sha256:")[:_SHA256_SHOWN]
+            pinned = "@" in m.source or not digest
+            row.append(m.source if pinned else f"{m.source} (sha256:{digest})")
     # The column only appears when there is something to say; it is last
     # because load errors are long and would push the others out of line.
     if any(m.last_error for m in infos):
