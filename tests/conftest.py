@@ -24,6 +24,32 @@ from wasmtube_server import BUNDLED_MODULES_DIR, Config, Daemon
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_WASM = BUNDLED_MODULES_DIR / "wasm_test.wasm"
 
+# Files whose tests are all `slow`: they drive third-party tools (Prometheus,
+# Go, Node.js, grpcurl, buf, a registry, cargo), sweep many inputs, or are the
+# hostile suite. `pytest -m "not slow"` runs the rest: every module of the
+# daemon and the client, in well under a minute.
+SLOW_FILES = {
+    "test_buf_lint.py",
+    "test_docs.py",
+    "test_fuzz.py",
+    "test_go_client.py",
+    "test_grpcurl.py",
+    "test_manifests.py",
+    "test_new_guest.py",
+    "test_node_client.py",
+    "test_oci.py",
+    "test_prometheus.py",
+    "test_reload_under_load.py",
+}
+SLOW_DIRECTORIES = {"hostile"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path
+        if path.name in SLOW_FILES or path.parent.name in SLOW_DIRECTORIES:
+            item.add_marker(pytest.mark.slow)
+
 
 def is_serving(target: str) -> bool:
     """Whether the daemon at `target` answers health with SERVING: it is up

@@ -96,6 +96,8 @@ def test_serve_runs_the_daemon_and_stops_on_sigterm(modules_dir: Path) -> None:
         daemon.kill()
         output = daemon.communicate()[0]
     assert "module echoer loaded" in output
+    # The start-up line says where the API and the metrics are.
+    assert f"on 127.0.0.1:{port}, metrics on http://127.0.0.1:{metrics_port}/metrics" in output
 
 
 def test_serve_with_no_arguments_serves_the_bundled_examples() -> None:
@@ -177,3 +179,23 @@ def test_client_dependencies_exclude_the_daemon() -> None:
     for heavy in ("wasmtime", "watchdog", "prometheus", "numpy", "pillow"):
         assert heavy not in base.lower()
     assert any("wasmtime" in d for d in project["optional-dependencies"]["server"])
+
+
+def test_a_taken_metrics_port_names_the_address_and_the_option(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(
+            "serve",
+            "--modules",
+            str(tmp_path),
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            f"127.0.0.1:{port}",
+        )
+    assert done.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
+    assert "--metrics-listen" in done.stderr
+    assert "Traceback" not in done.stderr

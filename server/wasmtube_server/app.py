@@ -21,12 +21,11 @@ import time
 from collections.abc import Coroutine
 from types import FrameType
 from typing import Any, TypeVar
-from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from .admission import CallSlots, StreamSlots, WorkerPool
 from .api.health import Health
@@ -36,6 +35,7 @@ from .api.reflection import enable_reflection
 from .api.service import SERVICE, WasmtubeService, add_to_server
 from .config import UNIX_PREFIX, Config, split_host_port
 from .metrics import Metrics
+from .metrics_http import MetricsServer
 from .modules.loader import DirectoryLoader
 from .modules.oci import Puller
 from .modules.registry import ModuleRegistry
@@ -98,7 +98,7 @@ class Daemon:
         self._health_server: grpc.aio.Server | None = None
         # The --health-listen address with its real port, once started.
         self.health_address = ""
-        self._metrics_http: WSGIServer | None = None
+        self._metrics_http: MetricsServer | None = None
         self.addresses: list[str] = []
         self.metrics_port = 0
 
@@ -132,10 +132,11 @@ class Daemon:
         self.modules.ready.set()
         self._on_loop(self._health_reason("starting", None))
         log.info(
-            "wasmtube serving %d modules from %s on %s (loaded in %.3f s)",
+            "wasmtube serving %d modules from %s on %s, metrics on %s (loaded in %.3f s)",
             len(self.modules.names()),
             self.config.modules_dir,
-            self.address,
+            ", ".join(self.addresses),
+            self.metrics_url or "off (--metrics-listen off)",
             time.monotonic() - started,
         )
 
@@ -152,6 +153,15 @@ class Daemon:
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the module directory has been loaded; False on timeout."""
         return self.modules.ready.wait(timeout)
+
+    @property
+    def metrics_url(self) -> str:
+        """Where Prometheus scrapes, with the real port; "" when off."""
+        if self._metrics_http is None or self.config.metrics_listen is None:
+            return ""
+        host, _ = split_host_port(self.config.metrics_listen, option="metrics_listen")
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.metrics_port}/metrics"
 
     @property
     def address(self) -> str:
@@ -236,9 +246,8 @@ class Daemon:
         if self.config.metrics_listen is None:
             return
         host, port = split_host_port(self.config.metrics_listen, option="metrics_listen")
-        http_server, _ = start_http_server(port, addr=host, registry=self.metrics.registry)
-        self._metrics_http = http_server
-        self.metrics_port = http_server.server_port
+        self._metrics_http = MetricsServer(self.metrics.registry, host, port)
+        self.metrics_port = self._metrics_http.port
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let running ones finish within `grace`, free everything.
@@ -260,8 +269,7 @@ class Daemon:
         # Every guest has just been interrupted: the workers end at once.
         self._workers.shutdown(wait=True)
         if self._metrics_http is not None:
-            self._metrics_http.shutdown()
-            self._metrics_http.server_close()
+            self._metrics_http.stop()
 
     async def _drain(self, grace: float) -> None:
         if self._grpc is None:

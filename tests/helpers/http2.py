@@ -80,6 +80,12 @@ class RawGrpcConnection:
                 self._note(event)
             self._flush()
 
+    def wait_settings(self, timeout: float = 5.0) -> None:
+        """Read frames until the server's SETTINGS came (it sends them first)."""
+        end = time.monotonic() + timeout
+        while not self.remote_settings and not self.closed and time.monotonic() < end:
+            self.pump(0.05)
+
     def status(self, stream: int) -> str | None:
         """The stream's grpc-status, once its trailers came."""
         return self.trailers.get(stream, {}).get("grpc-status")

@@ -57,7 +57,7 @@ def stall(connections: list[RawGrpcConnection], per_connection: int, body: bytes
     `body` (maybe nothing) and never ending; the stream ids."""
     streams = []
     for connection in connections:
-        connection.pump(0.2)  # take the server's settings first
+        connection.wait_settings()  # the server's stream limit, before opening
         for _ in range(per_connection):
             streams.append(connection.open(CALL, body))
     return streams
@@ -125,11 +125,7 @@ def test_a_connection_is_told_its_stream_limit(start_guest) -> None:
     daemon = start_guest(max_connection_streams=7)
     connection = RawGrpcConnection(daemon.daemon.port)
     try:
-        wait_until(
-            lambda: connection.pump(0.1) or MAX_CONCURRENT_STREAMS in connection.remote_settings,
-            timeout=5,
-            what="the server's HTTP/2 settings",
-        )
+        connection.wait_settings()
         assert connection.remote_settings[MAX_CONCURRENT_STREAMS] == 7
     finally:
         connection.close()
@@ -168,10 +164,13 @@ def test_idle_streams_take_no_call_slot_and_a_bounded_number_of_stream_slots(
     start_guest,
 ) -> None:
     daemon = start_guest(max_workers=2, max_streams=4, receive_timeout=60)
-    streams = [IdleStream(daemon.stub) for _ in range(4)]
+    streams: list[IdleStream] = []
     try:
-        for stream in streams:
-            assert stream.first().json == '{"args":"hi"}'
+        # One after another: their first messages each take a call slot
+        # while they run, and there are only two.
+        for _ in range(4):
+            streams.append(IdleStream(daemon.stub))
+            assert streams[-1].first().json == '{"args":"hi"}'
         # More idle streams than call slots, and unary calls are still served.
         answers_everyone(daemon)
         extra = IdleStream(daemon.stub)
