@@ -6,8 +6,10 @@ pushed once (`wasmtube push`'s code); each of --moves moves points the tag
 at the other one (a manifest PUT, as `oras tag` does) and the clock runs
 until ListModules shows the new generation: the daemon's next check of the
 tag, the manifest and the module fetched and verified, the compile and the
-swap. Between moves the script waits a random part of an interval, so the
-moves land at every phase of the daemon's polling.
+swap. Between moves the script waits a part of an interval, so the moves
+land at every phase of the daemon's polling: evenly spread (one move in
+each of --moves equal slices of the interval, in random order), so the
+phases themselves add no bias to the figures.
 
 Reported per interval: median and p90 latency, and each as a ratio to the
 interval. Polling alone gives half an interval on average, plus up to a
@@ -89,8 +91,10 @@ def latencies(
     ):
         stub = running.stub
         samples = []
-        for i in range(moves):
-            time.sleep(rng.uniform(0, interval))  # a random phase of the polling
+        phases = [(slot + rng.random()) / moves for slot in range(moves)]
+        rng.shuffle(phases)
+        for i, phase in enumerate(phases):
+            time.sleep(phase * interval)  # a phase of the polling
             start = time.perf_counter()
             move_tag(host, manifests[(i + 1) % 2])
             while generation(stub) < i + 2:
@@ -149,7 +153,7 @@ def main() -> None:
                 ),
             ]
     notes = [
-        f"{args.moves} moves per interval, a random phase of the interval apart; module "
+        f"{args.moves} moves per interval, at evenly spread phases of the interval; module "
         f"{len(versions[0])} B; registry: Debian's docker-registry on loopback",
         "ratio = latency / --pull-interval: polling alone gives ~0.5 (median) and ~0.9 (p90)",
     ]

@@ -433,6 +433,33 @@ def test_a_module_that_does_not_load_keeps_the_last_good_one_and_is_not_fetched_
     assert state.rejected_digest == broken and version(daemon) == 1
 
 
+def test_an_unexpected_error_is_reported_and_the_pulls_go_on(
+    registry: LocalRegistry,
+    pulling: Callable[..., RunningDaemon],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from wasmtube.oci.distribution import RegistryClient, Resolved
+
+    push_version(tmp_path, registry, "wasm/m", "v1", 1)
+    resolve = RegistryClient.resolve
+    broken = threading.Event()
+    broken.set()
+
+    def resolve_or_fail(self: RegistryClient) -> Resolved:
+        if broken.is_set():
+            raise RuntimeError("a bug")
+        return resolve(self)
+
+    monkeypatch.setattr(RegistryClient, "resolve", resolve_or_fail)
+    daemon = pulling(f"m={registry.ref('wasm/m', 'v1')}", registry=registry)
+    assert "unexpected error: RuntimeError: a bug" in last_error(daemon)
+    assert pulls(daemon, "error") >= 1
+    broken.clear()
+    daemon.wait_generation("m", 1)
+    assert version(daemon) == 1 and not last_error(daemon)
+
+
 # -- the registry down ----------------------------------------------------------
 
 

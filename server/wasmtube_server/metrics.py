@@ -199,7 +199,8 @@ class Metrics:
             "updated (a new version serves), unchanged, cached (served from --cache-dir at "
             "start), load_failed (fetched and verified, but did not load), or why the registry "
             "failed: unreachable, tls, unauthorized, not_found, refused, digest_mismatch (bytes "
-            "that do not match their digest, never served), bad_artifact, too_large, credentials.",
+            "that do not match their digest, never served), bad_artifact, too_large, credentials, "
+            "error (unexpected, logged with a traceback).",
             ["module", "result"],
             registry=registry,
         )

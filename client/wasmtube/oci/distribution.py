@@ -11,9 +11,9 @@ things are changed, each for a reason measured or read in its code:
   hang on a silent peer, so here one request is one attempt, and every
   request of the session (the token's too) has a timeout.
 - Authentication answers the scheme the registry challenges with: Basic
-  (htpasswd-protected registries, what `registry:2` and Zot do with users)
-  gets the user and password; Bearer (Docker Hub, GHCR, Harbor, ECR's
-  docker login, Artifact Registry) goes through oras-py's token flow, and
+  (htpasswd-protected registries, what `registry:2` and Zot do with users;
+  ECR) gets the user and password; Bearer (Docker Hub, GHCR, Harbor, Quay,
+  Artifact Registry) goes through oras-py's token flow, and
   asks for a new token on every challenge, so an expired token or one for
   another scope is replaced rather than sent again.
 - Credentials come only from the file given (--registry-auth), read again

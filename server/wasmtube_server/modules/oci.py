@@ -41,7 +41,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -229,12 +229,12 @@ class ModulePuller:
     def _run(self) -> None:
         state = self.state
         try:
-            if self._serve_cached():
+            if self._guarded(self._serve_cached):
                 self.started.set()
             while not self._stopping.is_set():
                 if state.reference.pinned and state.digest == state.reference.digest:
                     return  # a digest never changes: nothing more to fetch
-                ok = self._attempt()
+                ok = self._guarded(self._attempt)
                 self.started.set()
                 if ok:
                     self._backoff.succeeded()
@@ -245,11 +245,19 @@ class ModulePuller:
                 state.failures = self._backoff.failures
                 if self._stopping.wait(delay):
                     return
-        except Exception:  # a bug here must not end the pulls silently
-            log.exception("the puller of module %s failed; it pulls no more", state.name)
         finally:
             self.started.set()
             self._client.close()
+
+    def _guarded(self, step: Callable[[], bool]) -> bool:
+        """`step()`, with an unexpected error (a bug, here or in a library)
+        logged and counted as a failed attempt: the pulls go on, backing off."""
+        try:
+            return step()
+        except Exception as e:
+            log.exception("module %s: pulling failed unexpectedly", self.state.name)
+            self._fail(f"unexpected error: {type(e).__name__}: {e}", "error")
+            return False
 
     def _serve_cached(self) -> bool:
         """Serve what was last pulled from this reference, if the cache has it."""
