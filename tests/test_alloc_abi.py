@@ -32,6 +32,7 @@ def reference_stats(pixels: np.ndarray) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_a_4k_frame_is_processed_pixel_by_pixel(guest_daemon: RunningDaemon) -> None:
     rng = np.random.default_rng(7)
     frame = rng.integers(0, 256, size=(2160, 3840, 3), dtype=np.uint8)  # 24.9 MB
@@ -74,6 +75,7 @@ def test_json_stats_counts_values(guest_daemon: RunningDaemon) -> None:
     assert stats == {"bytes": 7, "values": 4, "max_depth": 3}
 
 
+@pytest.mark.slow
 def test_repeated_large_calls_do_not_leak_guest_memory(
     start_daemon: Callable[..., RunningDaemon], modules_dir: Path
 ) -> None:

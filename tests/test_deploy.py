@@ -70,6 +70,7 @@ def slow_writer(directory: Path, data: bytes) -> None:
         f.write(data[len(data) // 2 :])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [in_place, atomic_rename, copy_then_rename_from_elsewhere])
 def test_each_deploy_reloads_exactly_once(daemon: RunningDaemon, how) -> None:
     how(daemon.modules_dir, V2)
@@ -149,6 +150,7 @@ def test_configmap_update_reloads_every_changed_module_once(
     assert reloads(daemon, "a", "failure") == reloads(daemon, "b", "failure") == 0
 
 
+@pytest.mark.slow
 def test_reload_metrics(daemon: RunningDaemon) -> None:
     atomic_rename(daemon.modules_dir, V2)
     daemon.wait_generation("m", 2)

@@ -84,6 +84,7 @@ def _loop_in_background(daemon: RunningDaemon, errors: list[grpc.StatusCode]) ->
     return thread
 
 
+@pytest.mark.slow
 def test_calls_to_one_module_run_in_parallel(start_probe) -> None:
     daemon = start_probe(module_concurrency=2, call_timeout=2)
     errors: list[grpc.StatusCode] = []
@@ -96,6 +97,7 @@ def test_calls_to_one_module_run_in_parallel(start_probe) -> None:
     assert errors == [grpc.StatusCode.DEADLINE_EXCEEDED] * 2
 
 
+@pytest.mark.slow
 def test_past_the_bound_calls_wait_then_a_full_queue_is_refused(start_probe) -> None:
     daemon = start_probe(module_concurrency=1, module_queue=1, call_timeout=2)
     errors: list[grpc.StatusCode] = []
@@ -117,6 +119,7 @@ def test_past_the_bound_calls_wait_then_a_full_queue_is_refused(start_probe) -> 
     assert daemon.call("probe", "peek").json == '{"marked":false}'
 
 
+@pytest.mark.slow
 def test_a_waiting_call_gives_up_at_its_deadline(start_probe) -> None:
     daemon = start_probe(module_concurrency=1, module_queue=4, call_timeout=3)
     errors: list[grpc.StatusCode] = []
@@ -130,6 +133,7 @@ def test_a_waiting_call_gives_up_at_its_deadline(start_probe) -> None:
     running.join(timeout=30)
 
 
+@pytest.mark.slow
 def test_past_max_workers_requests_are_refused_at_once(start_probe) -> None:
     daemon = start_probe(max_workers=2, module_concurrency=4, call_timeout=2)
     errors: list[grpc.StatusCode] = []

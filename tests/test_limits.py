@@ -98,6 +98,7 @@ def test_callers_deadline_stops_the_guest(start_hog) -> None:
     assert daemon.metric("wasmtube_calls_running", module="hog") == 0
 
 
+@pytest.mark.slow
 def test_other_calls_are_served_while_a_guest_loops(start_hog) -> None:
     daemon = start_hog(call_timeout=3)
     looping = threading.Thread(target=lambda: rpc_error(lambda: daemon.call("hog", "forever")))

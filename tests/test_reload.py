@@ -155,6 +155,7 @@ def slow_module(version: int, seconds: float) -> bytes:
     return wat(SLOW.format(version=version, nanoseconds=int(seconds * 1e9)))
 
 
+@pytest.mark.slow
 def test_call_in_flight_finishes_on_the_version_it_started_on(
     start_daemon: Callable[..., RunningDaemon], modules_dir: Path
 ) -> None:

@@ -13,6 +13,7 @@ from conftest import RunningDaemon, big_module, deploy, json_module
 from wasmtube_server import Config, Daemon
 
 
+@pytest.mark.slow
 def test_health_and_list_modules_answer_while_modules_compile(modules_dir: Path) -> None:
     # Four ~1.5 MB modules, ~0.5 s of compiling each, load before "z_small".
     for i in range(4):

@@ -112,6 +112,7 @@ def test_the_first_message_is_checked_like_a_call(streamed: RunningDaemon) -> No
     assert info.value.details().startswith("message 0 of the stream: module 'nope' is not loaded")
 
 
+@pytest.mark.slow
 def test_every_message_gets_the_call_time_limit(streamed: RunningDaemon) -> None:
     call = streamed.stub.CallStream(messages("spin", "{}"))
     with pytest.raises(grpc.RpcError) as info:
@@ -148,6 +149,7 @@ def test_a_stream_finishes_on_its_version_while_a_reload_serves_new_calls(
     wait_until(lambda: streamed.metric("wasmtube_streams_open") == 0, what="the stream to close")
 
 
+@pytest.mark.slow
 def test_the_client_streams_frames_and_results(streamed: RunningDaemon) -> None:
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)]
