@@ -2,8 +2,9 @@
 
 Its Call answers with the request's JSON, no sandbox, no checks: the floor
 the Python gRPC stack sets. Sent an image, it answers {"width":W,"height":H,
-"bytes":N} without reading the pixels: the floor for receiving them. Same
-server settings as the daemon (sync server, its thread pool, message limits).
+"bytes":N} without reading the pixels: the floor for receiving them. It is
+grpcio's default, synchronous server (the daemon runs on grpc.aio), with the
+daemon's message limits and worker pool.
 
     python bench/bare_server.py 127.0.0.1:PORT
 """

@@ -4,7 +4,8 @@ Calls one warm instance over and over with the same compact JSON input,
 {"args":"xx..."} of exactly 100 B or 64 KiB, checks once that the output is
 the input, and times every call. The paths, measured in one run:
   - wasmtube alloc: wasmtube's sandbox as the daemon calls it (pooled policy,
-    one warm instance: pool.take(), call_function, pool.give()) on an
+    one warm instance: an Invocation run by sandbox.invoke, which leases the
+    instance and gives it back) on an
     alloc-ABI echo in WAT that answers in place: copy in (into the input
     buffer the instance keeps), echo, decode the output from guest memory;
   - wasmtube seed: the same on the bundled Rust guest's seed-ABI `echo`,
@@ -51,12 +52,14 @@ from _modules import alloc_exports, echo_module
 
 from wasmtube_server import BUNDLED_MODULES_DIR, Config
 from wasmtube_server.sandbox import (
+    CallLabel,
     InstancePolicy,
     InstancePool,
+    Invocation,
     Limits,
     Runtime,
-    call_function,
     compile_module,
+    invoke,
 )
 
 SIZES = (100, 64 * 1024)
@@ -78,18 +81,25 @@ def payload(size: int) -> bytes:
 
 
 def wasmtube_caller(runtime: Runtime, wasm: bytes, function_name: str) -> Call:
-    """call_function on one pooled warm instance, as the daemon runs a call."""
+    """sandbox.invoke on one pooled warm instance, as the daemon runs a call."""
     compiled = compile_module(runtime, wasm, hashlib.sha256(wasm).hexdigest())
     pool = InstancePool(compiled, runtime, InstancePolicy.POOLED, max_idle=1)
     pool.warm_up()
     function = compiled.functions[function_name]
+    label = CallLabel("bench", function_name, 0)
 
     def call(data: bytes) -> object:
-        # As the daemon does: take an instance, call, give it back.
-        instance = pool.take()
-        output = call_function(instance, function, data, SEED_OFFSET, CALL_SECONDS)
-        pool.give(instance)
-        return output
+        # As the daemon does: one Invocation per call, the instance leased.
+        invocation = Invocation(
+            pool,
+            function,
+            data,
+            SEED_OFFSET,
+            time.monotonic() + CALL_SECONDS,
+            CALL_SECONDS,
+            label,
+        )
+        return invoke(invocation)
 
     return call
 

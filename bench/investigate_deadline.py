@@ -1,10 +1,12 @@
-"""How late an endless guest loop is stopped, past its deadline.
+"""Investigation: how late is an endless guest loop stopped, past its deadline?
+
+Answered: within an epoch tick or two (docs/perf-notes/costs-of-isolation.md).
 
 Calls a function that never returns, with the server's --call-timeout as the
 only deadline, and prints how long after that deadline DEADLINE_EXCEEDED
 arrives (gRPC round trip included).
 
-    python bench/deadline.py [--timeout 0.2] [--calls 30]
+    python bench/investigate_deadline.py [--timeout 0.2] [--calls 30]
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""What any handler costs on this gRPC stack: a yardstick for scenario 1.
+"""Investigation: what does any handler cost on this gRPC stack (a yardstick
+for scenario 1)?
+
+Answered for the sync server: any 15 us of Python costs most of the 10% the
+old scenario-1 target allowed (docs/perf-notes/echo-overhead.md).
 
 Scenario 1 compares wasmtube with a bare grpcio server whose handler does
 nothing. This benchmark puts handlers of known cost between the two, all
@@ -16,7 +20,8 @@ the Python client) and p50 latency at concurrency 1. The ratios say how
 much of scenario 1's gap any sandbox with parallel guests would pay on this
 stack.
 
-    python bench/handler_cost.py [--spin-us 15] [--seconds 12] [--rounds 8] [--json PATH]
+    python bench/investigate_handler_cost.py [--spin-us 15] [--seconds 12] [--rounds 8]
+        [--json PATH]
 """
 
 from __future__ import annotations

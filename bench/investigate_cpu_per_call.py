@@ -1,4 +1,8 @@
-"""Where scenario 1's calls spend the server's CPU: wasmtube against the bare server.
+"""Investigation: where do scenario 1's calls spend the server's CPU, wasmtube
+against the bare server?
+
+Answered for the sync server: calls/s follows CPU per call, and the gRPC
+stack's own cost dwarfs the sandbox's (docs/perf-notes/echo-overhead.md).
 
 At concurrency 8 on a 2-core machine, the load generator and the server
 between them keep both cores busy, so calls/s is the CPU they have divided
@@ -14,7 +18,7 @@ to back in every round, on new processes every round.
 If calls/s is bound by CPU, the ratio of calls/s should follow the inverse
 ratio of CPU per call, and the table prints both.
 
-    python bench/cpu_per_call.py [--seconds 24] [--rounds 8] [--json PATH]
+    python bench/investigate_cpu_per_call.py [--seconds 24] [--rounds 8] [--json PATH]
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
-"""Fresh vs pooled instances: what isolation costs per call.
+"""Investigation: what do fresh instances cost against pooled ones, per call?
+
+Answered: pooled stays the default (docs/perf-notes/costs-of-isolation.md).
 
 Measures, in one run on the bundled wasm_test guest:
   - the sandbox alone (no gRPC): instantiate-per-call vs a warm instance;
   - over gRPC (daemon in a subprocess, one client thread): p50/p99 latency.
 Prints each figure and the fresh/pooled ratio.
 
-    python bench/instance_policy.py [--calls 3000]
+    python bench/investigate_instance_policy.py [--calls 3000]
 """
 
 from __future__ import annotations
