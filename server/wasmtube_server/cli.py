@@ -209,7 +209,7 @@ def _option(name: str, envvar: str, help: str, **kwargs: Any) -> Callable[[_F], 
 @_option(
     "--check-output/--no-check-output",
     "WASMTUBE_CHECK_OUTPUT",
-    "Check that every guest output is JSON (INTERNAL if not); costs ~1 us per KiB.",
+    "Check that every guest output is JSON (INTERNAL if not); costs a parse of each output.",
 )
 @_option(
     "--guest-log-rate",

@@ -59,9 +59,10 @@ class Config:
     module_concurrency: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     # Calls of one module that may wait for a free instance; one more is refused.
     module_queue: int = 32
-    # "pooled": warm instances reused (the default: bench/instance_policy.py
-    # measured fresh instances at 1.67x the latency of a gRPC echo call);
-    # "fresh": a new instance per call, so no call sees another's memory.
+    # "pooled": warm instances reused, the bytes the host wrote and read for a
+    # call zeroed after it (the guest's own heap and globals stay); "fresh": a
+    # new instance per call, so no call sees anything of another's. Fresh
+    # costs an instantiation per call (bench/investigate_instance_policy.py).
     instance_policy: str = "pooled"
     # Per-module overrides of instance_policy, by module name.
     module_policies: dict[str, str] = field(default_factory=dict)
@@ -83,8 +84,8 @@ class Config:
     # Offer WASI preview 1 (no files, environment or network) to modules.
     wasi: bool = False
     # Parse every guest output as JSON and answer INTERNAL if it is not. Off by
-    # default: it costs ~1 us per KiB on every call (bench/echo_inprocess.py),
-    # and a guest's output format is the guest's contract. UTF-8 is always
+    # default: it costs a parse of every output, and a guest's output format
+    # is the guest's contract. UTF-8 is always
     # checked, since the response field is a protobuf string.
     check_output: bool = False
     # Lines a second each module may write to the log with wasmtube.log

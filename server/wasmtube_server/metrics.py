@@ -30,7 +30,8 @@ disable_created_metrics()
 # The label value used when a request names a module or function that does not exist.
 UNKNOWN_LABEL = "_unknown"
 
-# From 100 us (an echo call) to 10 s (a heavy image filter).
+# From the quickest call over gRPC to the longest --call-timeout a heavy
+# image filter would need.
 _CALL_BUCKETS = (
     0.0001,
     0.00025,

@@ -95,8 +95,8 @@ class LinearMemory:
 
     def read_text(self, offset: int, length: int) -> str:
         """Decode `length` bytes at `offset` as UTF-8; raises UnicodeDecodeError."""
-        # codecs decodes straight from the view; str(view, "utf-8") copies
-        # it to bytes first (6.7 us instead of 3.9 us for 64 KiB).
+        # codecs decodes straight from the view; str(view, "utf-8") would copy
+        # it to bytes first.
         return _utf_8_decode(self._view_of(offset, length, "read"), "strict", True)[0]
 
     def _view_of(self, offset: int, length: int, what: str) -> memoryview:

@@ -1,10 +1,11 @@
 """Direct calls into wasmtime's C API, for the operations on every call's path.
 
 wasmtime-py's `Func.__call__` re-reads the function type and converts every
-argument through generic Val objects (~100 us per call here); its
-`Instance.exports()` wraps every export of a new instance (~150 us for the
-test guest). The conventions only pass i32s and return one i32 or i64, so a
-call writes its arguments into a preallocated raw value array and calls
+argument through generic Val objects, and its `Instance.exports()` wraps
+every export of a new instance: each costs more than the guest call itself
+(docs/benchmarks.md compares wasmtube with plain wasmtime-py). The
+conventions only pass i32s and return one i32 or i64, so a call writes its
+arguments into a preallocated raw value array and calls
 `wasmtime_func_call_unchecked` itself (compile_module has checked every
 type), and an instance looks up only the exports a call needs.
 
@@ -59,8 +60,7 @@ memory_data_size = _function(_held, "wasmtime_memory_data_size", _c_size_t, (_c_
 memory_data = _function(_held, "wasmtime_memory_data", _c_void_p, (_c_void_p, _c_void_p))
 
 # From the CDLL: the GIL is released while the guest runs. No argtypes: it is
-# only called with ready-made ctypes arguments, which skips their conversion
-# (0.4 us a call instead of 1.3 us).
+# only called with ready-made ctypes arguments, so ctypes converts nothing.
 _func_call_unchecked = _function(ffi.dll, "wasmtime_func_call_unchecked", _c_void_p, None)
 
 # A raw value is a 16-byte union; an i32 argument or result sits in its first
