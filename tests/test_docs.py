@@ -406,6 +406,13 @@ def test_the_metrics_table_is_what_the_daemon_exports() -> None:
     assert set(re.findall(r"^\| `(wasmtube_\w+)` \|", table, re.M)) == exported
 
 
+def test_every_benchmark_is_in_the_benchmarks_doc() -> None:
+    doc = (ROOT / "docs" / "benchmarks.md").read_text()
+    scripts = sorted(p.name for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
+    missing = [name for name in scripts if f"bench/{name}" not in doc]
+    assert not missing, f"docs/benchmarks.md does not say how to run {missing}"
+
+
 # Links between the docs.
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
