@@ -4,6 +4,7 @@ serves its example functions from a real daemon."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 
-from conftest import RunningDaemon
+from conftest import ROOT, RunningDaemon
 from wasmtube.new_guest import KIT_DIR, crate_name
 from wasmtube.v1 import wasmtube_pb2 as pb
 
@@ -57,12 +58,33 @@ def test_a_new_project_builds_and_serves_its_examples(
     )
     assert str(KIT_DIR) not in (project / "Cargo.toml").read_text()
 
+    # The guest guide comes with it, for a guest author who has no checkout.
+    assert (project / "GUIDE.md").read_text() == (ROOT / "docs" / "guest-guide.md").read_text()
+    assert "GUIDE.md" in (project / "README.md").read_text()
+
     build = subprocess.run(
         ["bash", str(project / "build.sh")], capture_output=True, text=True, timeout=540
     )
     assert build.returncode == 0, build.stdout + build.stderr
     wasm = project / "demo.wasm"
     assert wasm.read_bytes()[:4] == b"\0asm"
+
+    # Its unit tests pass, run as its README says (Debian's toolchain, the
+    # offline cargo home build.sh wrote).
+    unit_tests = subprocess.run(
+        ["cargo", "test", "--offline"],
+        cwd=project,
+        env={
+            **os.environ,
+            "PATH": f"/usr/bin:{os.environ['PATH']}",
+            "CARGO_HOME": str(project / "target" / "cargo-home"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert unit_tests.returncode == 0, unit_tests.stdout + unit_tests.stderr
+    assert "test result: ok. 3 passed" in unit_tests.stdout
 
     modules_dir = tmp_path / "modules"
     modules_dir.mkdir()

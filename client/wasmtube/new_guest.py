@@ -2,7 +2,9 @@
 
 The project is the template in `guest/template/` with the names filled in,
 plus a copy of the guest kit (`guest/wasmtube-guest/`), vendored so that the
-project builds on its own, offline, with no path back into this package.
+project builds on its own, offline, with no path back into this package, and
+the guest guide (`GUIDE.md`, docs/guest-guide.md in wasmtube's source), so a
+guest author who installed wasmtube with pip has it at hand.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
 GUEST_DIR = Path(__file__).resolve().parent / "guest"
 KIT_DIR = GUEST_DIR / "wasmtube-guest"
 TEMPLATE_DIR = GUEST_DIR / "template"
+GUIDE = GUEST_DIR / "GUIDE.md"
 # Where the kit goes in a new project; the template's Cargo.toml points here.
 KIT_NAME = "wasmtube-guest"
 
@@ -125,6 +128,7 @@ def create_guest_project(name: str, parent: Path) -> Path:
         # Contents only: an installed package may be read-only, the copy must not.
         copy_function=shutil.copyfile,
     )
+    shutil.copyfile(GUIDE, project / GUIDE.name)
     return project
 
 

@@ -28,7 +28,8 @@
 //!
 //! The kit also exports the alloc ABI's `wasmtube_alloc` and `wasmtube_free`
 //! from every module that uses it, and sends panic messages to the daemon's
-//! log before the trap. See `docs/guest-guide.md` in the wasmtube repository.
+//! log before the trap. See the wasmtube guest guide, `GUIDE.md` in a project
+//! made by `wasmtube new`.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
