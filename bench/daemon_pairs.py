@@ -2,8 +2,9 @@
 noise floor of the gRPC benchmarks, and A/B tests of a change to the daemon.
 
 One process can be several percent faster or slower than another started
-from the same code, for its whole life (docs/perf-notes/echo-overhead.md). So a change to the call path is only measured well across
-many pairs of new processes. Each pair serves scenario 1's echo guest; this
+from the same code, for its whole life (docs/perf-notes/echo-overhead.md).
+So a change to the call path is only measured well across many pairs of new
+processes. Each pair serves scenario 1's echo guest; this
 script starts both (in turns first), then measures calls/s at --concurrency
 from each, back to back, in --rounds alternating rounds, and reports the
 ratio B / A: per pair, and the median and quartiles over every round.
