@@ -15,9 +15,11 @@ from .lease import Lease
 __all__ = ["Invocation", "SliceExpired", "invoke"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Invocation:
-    """A call of one function of one module version, built once per call."""
+    """A call of one function of one module version, built once per call and
+    not changed after (not frozen only because a frozen dataclass's
+    constructor costs more than the rest of a short call's bookkeeping)."""
 
     pool: InstancePool
     function: ExportedFunction
@@ -53,13 +55,20 @@ def invoke(
     sliced = False
     if time_slice is not None and time_slice < seconds:
         seconds, sliced = time_slice, True
-    arguments = (function, invocation.payload, invocation.seed_offset, seconds)
+    held = lease if lease is not None else Lease(invocation.pool)
     try:
-        if lease is not None:
-            return lease.run(*arguments, invocation.label, invocation.budget)
-        with Lease(invocation.pool) as own:
-            return own.run(*arguments, invocation.label, invocation.budget)
+        return held.run(
+            function,
+            invocation.payload,
+            invocation.seed_offset,
+            seconds,
+            invocation.label,
+            invocation.budget,
+        )
     except GuestTimedOut as e:
         if sliced:
             raise SliceExpired() from e
         raise
+    finally:
+        if held is not lease:
+            held.release()
