@@ -199,3 +199,11 @@ def test_a_taken_metrics_port_names_the_address_and_the_option(tmp_path: Path) -
     assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
     assert "--metrics-listen" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_nothing_listening_says_to_start_a_daemon() -> None:
+    (closed,) = free_ports(1)
+    done = run("call", "wasm_test", "echo", "{}", "--target", f"127.0.0.1:{closed}")
+    assert done.returncode == 1
+    assert "UNAVAILABLE" in done.stderr
+    assert "start one with `wasmtube serve`" in done.stderr

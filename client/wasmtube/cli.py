@@ -20,7 +20,7 @@ from wasmtube import __version__
 from wasmtube._client import Client
 from wasmtube._images import FORMATS, from_message, load_image_file
 from wasmtube._requests import DEFAULT_TARGET, decode_result
-from wasmtube.errors import WasmtubeError
+from wasmtube.errors import Unavailable, WasmtubeError
 from wasmtube.v1 import wasmtube_pb2
 
 __all__ = ["cli", "main"]
@@ -82,6 +82,17 @@ def _missing_serve_command(message: str) -> click.Command:
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+def _fail_call(error: WasmtubeError) -> NoReturn:
+    """Fail with a call's error, and what to do when nothing answered."""
+    message = str(error)
+    if isinstance(error, Unavailable) and "failed to connect" in message:
+        message += (
+            "\nno wasmtube daemon answers there: start one with `wasmtube serve`, "
+            "or point --target (or WASMTUBE_TARGET) at a running one"
+        )
+    _fail(message)
 
 
 def _connection_options(f: Callable[..., None]) -> Callable[..., None]:
@@ -214,7 +225,7 @@ def call(
                     module, function, data, width, height, format=pixel_format, output="message"
                 )
     except WasmtubeError as e:
-        _fail(str(e))
+        _fail_call(e)
     if isinstance(result, wasmtube_pb2.Image):
         _write_image(result, output_path)
         return
@@ -232,7 +243,7 @@ def modules(as_json: bool, connect: Callable[[], Client]) -> None:
         with connect() as client:
             infos = client.list_modules()
     except WasmtubeError as e:
-        _fail(str(e))
+        _fail_call(e)
     if as_json:
         click.echo(json.dumps([_module_to_dict(m) for m in infos], indent=2))
     else:
