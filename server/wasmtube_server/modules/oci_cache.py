@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import stat
 import threading
 import weakref
@@ -38,6 +37,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..dir_files import TEMPORARY_PREFIX, unlink_file, write_file
 
 __all__ = ["CachedModule", "PulledModuleCache"]
 
@@ -51,7 +52,6 @@ _MODULE_FILE = re.compile(r"sha256-([a-f0-9]{64})\.wasm")
 _SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
 _OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 _OPEN_FILE = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-_CREATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ class PulledModuleCache:
                 size,
                 layer,
             )
-            self._unlink(name)
+            unlink_file(self._fd, name)
             return None
         return wasm
 
@@ -127,11 +127,13 @@ class PulledModuleCache:
         entry = {"reference": reference, "digest": digest, "layer": layer, "size": len(wasm)}
         with self._lock:
             try:
-                self._write(_file_name(layer), wasm)
+                write_file(self._fd, _file_name(layer), wasm)
                 index = {n: e for n, e in self._index.items() if n in self._names}
                 index[name] = entry
                 document = {"version": _INDEX_VERSION, "modules": index}
-                self._write(_INDEX, json.dumps(document, indent=1, sort_keys=True).encode())
+                write_file(
+                    self._fd, _INDEX, json.dumps(document, indent=1, sort_keys=True).encode()
+                )
             except OSError as e:
                 log.warning("pulled-module cache: cannot write to %s: %s", self.directory, e)
                 return
@@ -157,19 +159,6 @@ class PulledModuleCache:
             return {}
         return {name: entry for name, entry in entries.items() if _valid_entry(entry)}
 
-    def _write(self, name: str, data: bytes) -> None:
-        """Write then rename: a reader never sees half a file."""
-        # Names starting with "." are temporary: never read, pruned.
-        tmp = f".tmp-{secrets.token_hex(8)}"
-        fd = os.open(tmp, _CREATE_FILE, 0o600, dir_fd=self._fd)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, name, src_dir_fd=self._fd, dst_dir_fd=self._fd)
-        except OSError:
-            self._unlink(tmp)
-            raise
-
     def _prune(self, keep: set[str]) -> None:
         """Delete modules no entry names, and temporary files left by a crash."""
         with os.scandir(self._fd) as entries:
@@ -177,13 +166,9 @@ class PulledModuleCache:
         for name in names:
             match = _MODULE_FILE.fullmatch(name)
             if (match is not None and f"sha256:{match.group(1)}" not in keep) or (
-                name.startswith(".tmp-")
+                name.startswith(TEMPORARY_PREFIX)
             ):
-                self._unlink(name)
-
-    def _unlink(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=self._fd)
+                unlink_file(self._fd, name)
 
 
 def _file_name(layer: str) -> str:

@@ -29,7 +29,6 @@ import hashlib
 import logging
 import os
 import platform
-import secrets
 import stat
 import weakref
 from collections.abc import Callable
@@ -37,6 +36,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import wasmtime
+
+from ..dir_files import unlink_file, write_file
 
 __all__ = ["CompileCache"]
 
@@ -52,7 +53,6 @@ _PRIVATE_MODE = 0o700
 _OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # An entry is never a symlink: one is refused (ELOOP) like a corrupt entry.
 _OPEN_ENTRY = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-_CREATE_ENTRY = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class CompileCache:
@@ -117,37 +117,20 @@ class CompileCache:
             return f.read()
 
     def _discard(self, name: str) -> None:
-        self._unlink(name)
+        unlink_file(self._fd, name)
         self._on_lookup("invalid")
-
-    def _unlink(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=self._fd)
 
     def store(self, wasm_sha256: str, module: wasmtime.Module) -> None:
         """Save a compilation; failures are logged, never raised."""
         data = _entry(bytes.fromhex(wasm_sha256), bytes(module.serialize()))
         try:
-            self._write(self._name(wasm_sha256), data)
+            write_file(self._fd, self._name(wasm_sha256), data, _SUFFIX)
         except OSError as e:
             log.warning("compile cache: cannot write to %s: %s", self.directory, e)
             return
         self._entries += 1
         if self._entries > self._max_entries:
             self._prune()
-
-    def _write(self, name: str, data: bytes) -> None:
-        """Write then rename: a reader never sees half an entry."""
-        # Names starting with "." are temporary: never listed as entries.
-        tmp = f".tmp-{secrets.token_hex(8)}{_SUFFIX}"
-        fd = os.open(tmp, _CREATE_ENTRY, 0o600, dir_fd=self._fd)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, name, src_dir_fd=self._fd, dst_dir_fd=self._fd)
-        except OSError:
-            self._unlink(tmp)
-            raise
 
     def _listing(self) -> list[os.DirEntry[str]]:
         with os.scandir(self._fd) as entries:
@@ -165,7 +148,7 @@ class CompileCache:
         entries.sort(reverse=True)
         keep = max(1, self._max_entries * 9 // 10)
         for _, stale in entries[keep:]:
-            self._unlink(stale)
+            unlink_file(self._fd, stale)
         self._entries = min(len(entries), keep)
 
 
