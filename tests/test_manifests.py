@@ -20,6 +20,7 @@ checked offline against the daemon they deploy.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import kubernetes_validate
@@ -385,6 +386,60 @@ def health(channel: grpc.Channel, service: str) -> int:
     return health_pb2_grpc.HealthStub(channel).Check(request, timeout=2).status
 
 
+class RunningImage(NamedTuple):
+    process: subprocess.Popen[bytes]
+    channel: grpc.Channel  # the gRPC API
+    probed: grpc.Channel  # the health address, where the probes go
+    log: Path
+    metrics_port: int
+
+
+@contextlib.contextmanager
+def run_image(
+    settings: dict[str, str], tmp_path: Path, args: list[str] | None = None
+) -> Iterator[RunningImage]:
+    """The image's ENTRYPOINT (plus `args`) run with the WASMTUBE_* `settings`,
+    its listen, metrics and health addresses moved to free loopback ports
+    (written back into `settings`), until the startupProbe's service serves;
+    killed afterwards if it still runs."""
+    grpc_port, metrics_port, health_port = free_ports(3)
+    settings["WASMTUBE_LISTEN"] = f"127.0.0.1:{grpc_port}"
+    settings["WASMTUBE_METRICS_LISTEN"] = f"127.0.0.1:{metrics_port}"
+    settings["WASMTUBE_HEALTH_LISTEN"] = f"127.0.0.1:{health_port}"
+    (entrypoint,) = [json.loads(a) for k, a in final_stage() if k == "ENTRYPOINT"]
+    program = Path(sys.executable).parent / entrypoint[0]
+    assert program.exists(), f"{program}: install the package (pip install -e '.[dev]')"
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith("WASMTUBE_")}
+    log = tmp_path / "wasmtube.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(program), *entrypoint[1:], *(args or [])],
+            env={**process_env, **settings},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    probed = grpc.insecure_channel(f"127.0.0.1:{health_port}")
+    try:
+
+        def serving() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"wasmtube exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                return health(probed, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
+            except grpc.RpcError:
+                return False
+
+        wait_until(serving, 30, "the startupProbe's service to be SERVING")
+        yield RunningImage(process, channel, probed, log, metrics_port)
+    finally:
+        channel.close()
+        probed.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_image_and_sidecar_settings_run_the_daemon(tmp_path: Path) -> None:
     """What the container runs: the image's ENTRYPOINT and ENV, overridden by
     the pod's env, with the ConfigMap's modules mounted. Only the mount paths
@@ -409,49 +464,21 @@ def test_image_and_sidecar_settings_run_the_daemon(tmp_path: Path) -> None:
     for name, value in settings.items():
         assert not value.startswith("/") or value in mounts, f"{name}={value} is not mounted"
     settings = {k: str(mounts.get(v, v)) for k, v in settings.items()}
-    grpc_port, metrics_port, health_port = free_ports(3)
-    settings["WASMTUBE_LISTEN"] = f"127.0.0.1:{grpc_port}"
-    settings["WASMTUBE_METRICS_LISTEN"] = f"127.0.0.1:{metrics_port}"
-    settings["WASMTUBE_HEALTH_LISTEN"] = f"127.0.0.1:{health_port}"
 
-    (entrypoint,) = [json.loads(a) for k, a in final_stage() if k == "ENTRYPOINT"]
-    program = Path(sys.executable).parent / entrypoint[0]
-    assert program.exists(), f"{program}: install the package (pip install -e '.[dev]')"
-    process_env = {k: v for k, v in os.environ.items() if not k.startswith("WASMTUBE_")}
-    log = tmp_path / "wasmtube.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [str(program), *entrypoint[1:], *sidecar.get("args", [])],
-            env={**process_env, **settings},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-    # Where the probes go: the health address.
-    probed = grpc.insecure_channel(f"127.0.0.1:{health_port}")
-    try:
-
-        def serving() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"wasmtube exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                return health(probed, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
-            except grpc.RpcError:
-                return False
-
-        wait_until(serving, 30, "the startupProbe's service to be SERVING")
+    with run_image(settings, tmp_path, sidecar.get("args", [])) as image:
+        process, log = image.process, image.log
         for kind in ("startup", "readiness", "liveness"):
             service = sidecar[f"{kind}Probe"]["grpc"]["service"]
-            assert health(probed, service) == health_pb2.HealthCheckResponse.SERVING, kind
+            assert health(image.probed, service) == health_pb2.HealthCheckResponse.SERVING, kind
 
         # The ConfigMap's module serves; the PodMonitor's path has the metrics.
-        stub = pb_grpc.WasmtubeStub(channel)
+        stub = pb_grpc.WasmtubeStub(image.channel)
         response = stub.Call(pb.CallRequest(module="hello", function="hello", json="{}"))
         assert json.loads(response.json) == {"hello": "wasmtube"}
         echoed = stub.Call(pb.CallRequest(module="hello", function="echo", json='{"a":[1]}'))
         assert json.loads(echoed.json) == {"a": [1]}
         endpoint = find(render(MONITORING), "PodMonitor")["spec"]["podMetricsEndpoints"][0]
-        url = f"http://127.0.0.1:{metrics_port}{endpoint['path']}"
+        url = f"http://127.0.0.1:{image.metrics_port}{endpoint['path']}"
         with urllib.request.urlopen(url, timeout=5) as page:
             samples = {
                 s.name: s.value
@@ -465,12 +492,6 @@ def test_image_and_sidecar_settings_run_the_daemon(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=spec["terminationGracePeriodSeconds"]) == 0, log.read_text()
         assert time.monotonic() - started < float(settings["WASMTUBE_GRACE"]) + 5
-    finally:
-        channel.close()
-        probed.close()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 # -- overlays/emptydir: the module-sync sidecar ------------------------------
@@ -715,39 +736,13 @@ def test_oci_overlay_settings_pull_from_a_real_registry(
     module = tmp_path / "hello.wasm"
     module.write_bytes((BASE / "modules" / "hello.wasm").read_bytes())
     push_module(module, reference, insecure=True, credentials_file=auth)
-    grpc_port, metrics_port, health_port = free_ports(3)
     settings |= {
         "WASMTUBE_PULL": f"{name}={reference}",
         "WASMTUBE_REGISTRY_INSECURE": registry.host,
-        "WASMTUBE_LISTEN": f"127.0.0.1:{grpc_port}",
-        "WASMTUBE_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
-        "WASMTUBE_HEALTH_LISTEN": f"127.0.0.1:{health_port}",
     }
-    (entrypoint,) = [json.loads(a) for k, a in final_stage() if k == "ENTRYPOINT"]
-    program = Path(sys.executable).parent / entrypoint[0]
-    process_env = {k: v for k, v in os.environ.items() if not k.startswith("WASMTUBE_")}
-    log = tmp_path / "wasmtube.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [str(program), *entrypoint[1:]],
-            env={**process_env, **settings},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-    probed = grpc.insecure_channel(f"127.0.0.1:{health_port}")
-    try:
-
-        def serving() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"wasmtube exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                return health(probed, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
-            except grpc.RpcError:
-                return False
-
-        wait_until(serving, 30, "the startupProbe's service to be SERVING")
-        stub = pb_grpc.WasmtubeStub(channel)
+    with run_image(settings, tmp_path) as image:
+        process, log = image.process, image.log
+        stub = pb_grpc.WasmtubeStub(image.channel)
         response = stub.Call(pb.CallRequest(module=name, function="hello", json="{}"))
         assert json.loads(response.json) == {"hello": "wasmtube"}
         (info,) = stub.ListModules(pb.ListModulesRequest()).modules
@@ -756,12 +751,6 @@ def test_oci_overlay_settings_pull_from_a_real_registry(
         assert list(cache.rglob(f"sha256-{info.sha256}.wasm")), "kept for restarts"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=spec["terminationGracePeriodSeconds"]) == 0, log.read_text()
-    finally:
-        channel.close()
-        probed.close()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 # -- monitoring: PodMonitor and Grafana dashboard ----------------------------
