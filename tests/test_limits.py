@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from helpers.rpc import rpc_error
 
 from conftest import RunningDaemon, deploy, json_module, wait_until, wat
 from wasmtube.v1 import wasmtube_pb2 as pb
@@ -49,12 +50,6 @@ def start_hog(
         return start_daemon(modules_dir, **options)
 
     return start
-
-
-def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return info.value
 
 
 def test_endless_loop_is_stopped_at_the_server_timeout(start_hog) -> None:

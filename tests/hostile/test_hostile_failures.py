@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from helpers.rpc import rpc_error
 
 from conftest import RunningDaemon, deploy, wat
 
@@ -65,12 +66,6 @@ def start_failing(
         return start_daemon(modules_dir, module_concurrency=1, max_idle_instances=1, **options)
 
     return start
-
-
-def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return info.value
 
 
 def traps(daemon: RunningDaemon, function: str, reason: str) -> float | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from helpers.rpc import rpc_error
 from wat_text import PARSE, PRINT
 
 from conftest import RunningDaemon, deploy, wat
@@ -64,12 +65,6 @@ def start_tables(
         return start_daemon(modules_dir, **options)
 
     return start
-
-
-def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return info.value
 
 
 def load_error(daemon: RunningDaemon, name: str) -> str:

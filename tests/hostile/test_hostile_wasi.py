@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from helpers.rpc import rpc_error
 from wat_text import EMIT, PARSE
 
 from conftest import RunningDaemon, deploy, wait_until, wat
@@ -166,12 +167,6 @@ def start_polling(
         return start_daemon(modules_dir, wasi=True, **options)
 
     return start
-
-
-def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return info.value
 
 
 def answer(daemon: RunningDaemon, function: str, argument: str = "0") -> list[int]:
